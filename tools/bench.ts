@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// `npm run bench [-- --json] [-- --only GROUP]`: every figure tsqemu promises, measured in one run.
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import chalk from 'chalk';
+import type { BenchCase, BenchResult } from './bench/types.js';
+import { kernelBench } from './bench/kernel.js';
+
+const CASES: readonly BenchCase[] = [kernelBench];
+
+function format(value: number): string {
+  if (value >= 1e6) return `${(value / 1e6).toFixed(2)} M`;
+  if (value >= 1e3) return `${(value / 1e3).toFixed(1)} k`;
+  return value.toFixed(value < 10 ? 2 : 1) + ' ';
+}
+
+async function main(): Promise<void> {
+  const argv = await yargs(hideBin(process.argv))
+    .scriptName('tsqemu-bench')
+    .option('json', { type: 'boolean', default: false, describe: 'print a JSON array of {name, value, unit, qemu?, ratio?}' })
+    .option('only', { type: 'string', array: true, describe: 'run only these groups' })
+    .strict()
+    .parse();
+  const results: BenchResult[] = [];
+  for (const bench of CASES) {
+    if (argv.only && !argv.only.includes(bench.group)) continue;
+    if (!argv.json) process.stderr.write(chalk.dim(`running ${bench.name}...\n`));
+    const figures = await bench.run();
+    for (const figure of figures) {
+      results.push(figure);
+      if (!argv.json) {
+        const vsQemu = figure.qemu !== undefined ? chalk.cyan(`  (QEMU ${format(figure.qemu)}${figure.unit}, ratio ${figure.ratio?.toFixed(2)})`) : '';
+        const note = figure.note ? chalk.dim(`  ${figure.note}`) : '';
+        console.log(`${figure.name.padEnd(48)} ${chalk.bold(format(figure.value) + figure.unit)}${vsQemu}${note}`);
+      }
+    }
+  }
+  if (argv.json) console.log(JSON.stringify(results, null, 2));
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
