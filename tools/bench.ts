@@ -3,10 +3,21 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import chalk from 'chalk';
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 import type { BenchCase, BenchResult } from './bench/types.js';
-import { kernelBench } from './bench/kernel.js';
 
-const CASES: readonly BenchCase[] = [kernelBench];
+/** Every module in tools/bench/ that exports `benchCases` contributes figures (one file per area). */
+async function discoverCases(): Promise<BenchCase[]> {
+  const dir = join(dirname(fileURLToPath(import.meta.url)), 'bench');
+  const cases: BenchCase[] = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.js')).sort()) {
+    const mod = (await import(join(dir, file))) as { benchCases?: BenchCase[] };
+    if (mod.benchCases) cases.push(...mod.benchCases);
+  }
+  return cases;
+}
 
 function format(value: number): string {
   if (value >= 1e6) return `${(value / 1e6).toFixed(2)} M`;
@@ -22,7 +33,7 @@ async function main(): Promise<void> {
     .strict()
     .parse();
   const results: BenchResult[] = [];
-  for (const bench of CASES) {
+  for (const bench of await discoverCases()) {
     if (argv.only && !argv.only.includes(bench.group)) continue;
     if (!argv.json) process.stderr.write(chalk.dim(`running ${bench.name}...\n`));
     const figures = await bench.run();

@@ -53,3 +53,5 @@ export const kernelBench: BenchCase = {
     { name: 'timer mod + expire', value: opsPerSecond(timerOps), unit: 'ops/s' },
   ],
 };
+
+export const benchCases: BenchCase[] = [kernelBench];
