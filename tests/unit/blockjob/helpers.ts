@@ -119,8 +119,11 @@ export function harness(): Harness {
             return `${e.event} ${e.data.id}`;
           case 'BLOCK_JOB_COMPLETED':
             return `${e.event} ${e.data.device}${e.data.error !== undefined ? ` error=${e.data.error}` : ''}`;
-          default:
+          case 'BLOCK_JOB_CANCELLED':
+          case 'BLOCK_JOB_READY':
             return `${e.event} ${e.data.device}`;
+          default:
+            return e.event;
         }
       }),
   };
