@@ -1,0 +1,57 @@
+import { openQtestLogFile, parseQtestChardev, startQtestChardev, type QtestChardev } from '../engine/host/qtest-chardev.js';
+import type { MainLoop } from '../engine/main-loop.js';
+import type { GuestMemory } from '../engine/memory.js';
+import type { QtestIrqRegistry } from './irq-registry.js';
+import { QtestServer, type QtestExtension } from './server.js';
+
+/** What `-qtest`, `-qtest-log` and `-accel qtest` ask for (the system layer fills it from argv). */
+export interface QtestConfig {
+  /** `-qtest` chardev: `stdio`, `unix:PATH[,server=on]`, `tcp:HOST:PORT[,server=on]`. */
+  readonly chardev: string;
+  /** `-qtest-log FILE|none` (undefined: none, QEMU's default). */
+  readonly log?: string;
+  /** `-accel qtest`: no CPU runs and time moves only with clock_step/clock_set. */
+  readonly accelQtest: boolean;
+}
+
+export interface QtestMachineView {
+  readonly loop: MainLoop;
+  readonly memory: GuestMemory;
+  readonly irqs?: QtestIrqRegistry | null;
+  readonly extensions?: readonly QtestExtension[];
+}
+
+/** A running qtest server with its chardev. */
+export interface QtestSession {
+  readonly server: QtestServer;
+  readonly chardev: QtestChardev;
+  close(): void;
+}
+
+/**
+ * Starts qtest for a built machine: the server on the loop's input gate, the chardev that feeds it,
+ * the log. With `accelQtest` the loop is frozen (time moves only with clock_step/clock_set); the
+ * caller must not attach a CPU then.
+ */
+export function startQtest(machine: QtestMachineView, config: QtestConfig): QtestSession {
+  const log = config.log === undefined || config.log === 'none' ? null : openQtestLogFile(config.log);
+  if (config.accelQtest) machine.loop.frozen = true;
+  const server = new QtestServer({
+    loop: machine.loop,
+    memory: machine.memory,
+    irqs: machine.irqs ?? null,
+    accelQtest: config.accelQtest,
+    log,
+    extensions: machine.extensions ?? [],
+  }).attach();
+  const chardev = startQtestChardev(machine.loop.gate, parseQtestChardev(config.chardev), server.channel);
+  server.setOutput(chardev.wire);
+  return {
+    server,
+    chardev,
+    close(): void {
+      chardev.close();
+      log?.close();
+    },
+  };
+}
