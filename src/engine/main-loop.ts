@@ -344,7 +344,7 @@ export class MainLoop implements CoroutineHost {
    * or (nothing runnable, time not frozen) jump to the next deadline. Returns false when idle.
    */
   iterate(untilNs = Infinity): boolean {
-    this.gate.poll();
+    const delivered = this.gate.poll();
     this.expireTimers();
     const task = this.takeReady();
     if (task !== undefined) {
@@ -358,7 +358,8 @@ export class MainLoop implements CoroutineHost {
       return true;
     }
     if (this.frozen || deadline === Infinity || deadline <= this.nowNs) {
-      return deadline <= this.nowNs && this.gate.hasPending;
+      // An input delivered is progress: more may be waiting (one per channel per poll).
+      return delivered > 0 || (deadline <= this.nowNs && this.gate.hasPending);
     }
     this.trace.emit('loop.time-jump', { toNs: deadline });
     this.clocks.advance(deadline - this.nowNs);
