@@ -1,0 +1,7 @@
+import { fileDriver } from './drivers/file.js';
+import { nullAioDriver, nullCoDriver } from './drivers/null.js';
+import { rawDriver } from './drivers/raw.js';
+import { registerDriver } from './registry.js';
+
+// The drivers of src/block itself. qcow2 registers itself from src/block/qcow2.
+for (const drv of [fileDriver, rawDriver, nullCoDriver, nullAioDriver]) registerDriver(drv);
