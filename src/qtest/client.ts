@@ -50,6 +50,8 @@ export class QtestClient {
   private readonly waiters: { resolve: (line: string) => void; reject: (e: Error) => void }[] = [];
   private closedReason: string | null = null;
   private readonly irqLevels = new Map<number, boolean>();
+  /** `IRQ raise/lower N` lines received since the last `takeIrqEvents()`, oldest first. */
+  private irqEvents: string[] = [];
   /** Every line sent and received, in order (`> cmd` / `< reply`), when `transcript` is on. */
   readonly transcript: string[] = [];
 
@@ -100,6 +102,7 @@ export class QtestClient {
     const irq = /^IRQ (raise|lower) (\d+)$/.exec(line);
     if (irq !== null) {
       this.irqLevels.set(Number(irq[2]), irq[1] === 'raise');
+      if (this.irqEvents.length < MAX_BUFFERED_LINES) this.irqEvents.push(line);
       return;
     }
     const waiter = this.waiters.shift();
@@ -201,6 +204,13 @@ export class QtestClient {
 
   async irqInterceptOut(path: string, name?: string): Promise<void> {
     await this.command(name === undefined ? `irq_intercept_out ${path}` : `irq_intercept_out ${path} ${name}`);
+  }
+
+  /** The `IRQ …` lines received since the last call (scripts print them after the reply). */
+  takeIrqEvents(): string[] {
+    const events = this.irqEvents;
+    this.irqEvents = [];
+    return events;
   }
 
   /** Level of intercepted line `n` as last announced (libqtest's get_irq). */
