@@ -4,7 +4,7 @@ import { BlkPerm, ChildRole, type PreallocMode } from './driver.js';
 import { Errno } from './errno.js';
 import type { Errp } from './error.js';
 import { BlockError } from './error.js';
-import type { BlockGraph } from './graph.js';
+import type { BlockGraph, NamedBackend } from './graph.js';
 import {
   type BlockStatusResult,
   bdrvCoBlockStatus,
@@ -57,7 +57,7 @@ export interface BlockBackendOptions {
  * permissions), checks requests against the node's length, queues new requests while the node is
  * drained, counts its own in-flight requests for drain, and keeps the io-status of its device.
  */
-export class BlockBackend implements BdrvChildParent {
+export class BlockBackend implements BdrvChildParent, NamedBackend {
   root: BdrvChild | null = null;
   readonly name: string;
   /** The qdev id of the attached device, for messages ("block device 'virtio0'"). */
@@ -86,15 +86,7 @@ export class BlockBackend implements BdrvChildParent {
     this.name = options.name ?? '';
     this.perm = options.perm ?? 0;
     this.shared = options.shared ?? BlkPerm.ALL;
-    const backend = this;
-    if (this.name !== '') {
-      graph.addBackend({
-        name: this.name,
-        get rootNode(): BlockDriverState | null {
-          return backend.bs;
-        },
-      });
-    }
+    if (this.name !== '') graph.addBackend(this);
   }
 
   /** A backend on `bs` (blk_new_with_bs); throws a permission conflict. */
@@ -122,6 +114,11 @@ export class BlockBackend implements BdrvChildParent {
   /** The root node, or null without medium. */
   get bs(): BlockDriverState | null {
     return this.root?.bs ?? null;
+  }
+
+  /** NamedBackend: what `device=` lookups resolve to. */
+  get rootNode(): BlockDriverState | null {
+    return this.bs;
   }
 
   /** blk_insert_bs: attaches the root edge with this backend's permissions. */

@@ -188,23 +188,24 @@ export class BlockGraph {
   }
 
   private openContext(created: BlockDriverState[], style: DriverMessageStyle): OpenContext {
-    const graph = this;
     return {
       loop: this.loop,
       graph: this,
-      *openChild(bs: BlockDriverState, opts: OptionReader, key: string, role: number, options: OpenChildOptions = {}): Co<BdrvChild | null> {
-        const ref: BlockdevRef | null | undefined = opts.ref(key);
-        if (ref === undefined) {
-          if (options.required === true) throw opts.missing(key);
-          return null;
-        }
-        if (ref === null) return null;
-        let childBs: BlockDriverState;
-        if (typeof ref === 'string') childBs = graph.lookupBs(ref, ref);
-        else childBs = yield* graph.coOpenNode(ref, `${opts.prefix}${key}.`, created, style);
-        return graph.attachChild(bs, childBs, options.childName ?? key, role);
-      },
+      openChild: (bs, opts, key, role, options) => this.coOpenChild(created, style, bs, opts, key, role, options),
     };
+  }
+
+  private *coOpenChild(created: BlockDriverState[], style: DriverMessageStyle, bs: BlockDriverState, opts: OptionReader, key: string, role: number, options: OpenChildOptions = {}): Co<BdrvChild | null> {
+    const ref: BlockdevRef | null | undefined = opts.ref(key);
+    if (ref === undefined) {
+      if (options.required === true) throw opts.missing(key);
+      return null;
+    }
+    if (ref === null) return null;
+    let childBs: BlockDriverState;
+    if (typeof ref === 'string') childBs = this.lookupBs(ref, ref);
+    else childBs = yield* this.coOpenNode(ref, `${opts.prefix}${key}.`, created, style);
+    return this.attachChild(bs, childBs, options.childName ?? key, role);
   }
 
   // ---- edges ------------------------------------------------------------------------------------
