@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { assert } from '../../assert.js';
 import type { IrqPin } from '../../irq.js';
-import type { MainLoop } from '../../main-loop.js';
+import type { CpuDriver, MainLoop } from '../../main-loop.js';
 import { AddressSpace } from '../address-space.js';
 import { type CharOutput, Ns16550a } from '../char/ns16550a.js';
 import { Clint } from '../intc/clint.js';
@@ -52,7 +52,14 @@ export interface CpuFactory {
   readonly isa: string;
   /** `riscv,sv39` etc., or null. */
   readonly mmuType: string | null;
-  createHarts(contexts: readonly HartContext[]): { harts: BoardHart[]; driver: import('../../main-loop.js').CpuDriver | null; stop?: () => void };
+  createHarts(contexts: readonly HartContext[]): {
+    harts: BoardHart[];
+    driver: CpuDriver | null;
+    /** Makes the harts return to the main loop at the next instruction boundary. */
+    stop?: () => void;
+    /** Stops the harts for good (power off) until a reset. */
+    halt?: () => void;
+  };
 }
 
 /** An image: a host path or the bytes themselves. */
@@ -129,6 +136,7 @@ export class VirtMachine {
   private readonly images: { addr: number; bytes: Uint8Array }[] = [];
   private readonly shutdownListeners: ((req: ShutdownRequest) => void)[] = [];
   private cpuStop: (() => void) | undefined;
+  private cpuHalt: (() => void) | undefined;
 
   constructor(
     readonly loop: MainLoop,
@@ -247,6 +255,7 @@ export class VirtMachine {
       this.harts.push(...made.harts);
       loop.cpu = made.driver;
       this.cpuStop = made.stop;
+      this.cpuHalt = made.halt;
       for (const hart of this.harts) {
         const h = hart.hartId;
         this.clint.msip[h]!.connect((level) => hart.setIrqLine('msip', level));
@@ -281,7 +290,7 @@ export class VirtMachine {
       return;
     }
     this.shutdown = req;
-    this.cpuStop?.();
+    this.cpuHalt?.();
     for (const listener of this.shutdownListeners) listener(req);
   }
 

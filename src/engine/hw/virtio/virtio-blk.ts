@@ -26,20 +26,24 @@ export const VIRTIO_BLK_MAX_DWZ_SEGMENTS = 1;
 export const VIRTIO_BLK_MAX_DWZ_SECTORS = 0x3fffff;
 const VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP = 1;
 
+/** BDRV_REQ_MAY_UNMAP (the block layer's BdrvReq.MAY_UNMAP): write-zeroes may deallocate. */
+export const BDRV_REQ_MAY_UNMAP = 0x4;
+
 /**
- * The block-device side virtio-blk needs: the BlockBackend's coroutine I/O (negative errno on
- * failure, as QEMU's blk_co_* return). The block layer's `BlockBackend` provides it.
+ * The part of the block layer's `BlockBackend` (src/block/block-backend.ts) virtio-blk uses: its
+ * coroutine I/O, which returns a negative errno on failure as QEMU's blk_co_* do. Declared
+ * structurally so a BlockBackend is assignable to it as is.
  */
 export interface VirtioBlkBackend {
   readonly name: string;
-  /** Length in bytes. */
+  /** Length in bytes (negative errno if unknown). */
   getLength(): number;
-  isReadOnly(): boolean;
-  coPread(offset: number, bytes: number, buf: Uint8Array): Co<number>;
-  coPwrite(offset: number, bytes: number, buf: Uint8Array): Co<number>;
+  readonly isReadOnly: boolean;
+  coPreadv(offset: number, bytes: number, buf: Uint8Array, flags?: number): Co<number>;
+  coPwritev(offset: number, bytes: number, buf: Uint8Array, flags?: number): Co<number>;
   coFlush(): Co<number>;
   coPdiscard(offset: number, bytes: number): Co<number>;
-  coPwriteZeroes(offset: number, bytes: number, mayUnmap: boolean): Co<number>;
+  coPwriteZeroes(offset: number, bytes: number, flags?: number): Co<number>;
 }
 
 declare module '../../trace.js' {
@@ -96,7 +100,7 @@ export class VirtioBlk implements VirtioDevice {
   features(): bigint {
     const F = VirtioBlkFeature;
     let f = (1n << BigInt(F.SEG_MAX)) | (1n << BigInt(F.BLK_SIZE)) | (1n << BigInt(F.FLUSH)) | (1n << BigInt(F.GEOMETRY)) | (1n << BigInt(F.TOPOLOGY));
-    if (this.backend.isReadOnly()) f |= 1n << BigInt(F.RO);
+    if (this.backend.isReadOnly) f |= 1n << BigInt(F.RO);
     else f |= (1n << BigInt(F.DISCARD)) | (1n << BigInt(F.WRITE_ZEROES));
     return f;
   }
@@ -104,7 +108,7 @@ export class VirtioBlk implements VirtioDevice {
   /** virtio_blk_update_config: the layout of struct virtio_blk_config. */
   private refreshConfig(): void {
     const v = new DataView(this.config.buffer);
-    const sectors = Math.floor(this.backend.getLength() / SECTOR_SIZE);
+    const sectors = Math.floor(Math.max(0, this.backend.getLength()) / SECTOR_SIZE);
     v.setBigUint64(0, BigInt(sectors), true);
     v.setUint32(8, 0, true); // size_max
     v.setUint32(12, this.queueSize - 2, true); // seg_max
@@ -222,18 +226,18 @@ export class VirtioBlk implements VirtioDevice {
       case VirtioBlkType.IN: {
         if (!this.rangeOk(sector, dataIn)) return { status: S.IOERR, written: 0 };
         const buf = new Uint8Array(dataIn);
-        const ret = yield* this.backend.coPread(sector * SECTOR_SIZE, dataIn, buf);
+        const ret = yield* this.backend.coPreadv(sector * SECTOR_SIZE, dataIn, buf);
         if (ret < 0) return { status: S.IOERR, written: 0 };
         if (!scatter(as, elem.in, 0, buf)) return { status: S.IOERR, written: 0 };
         return { status: S.OK, written: dataIn };
       }
       case VirtioBlkType.OUT: {
         const bytes = elem.outBytes - 16;
-        if (this.backend.isReadOnly()) return { status: S.IOERR, written: 0 };
+        if (this.backend.isReadOnly) return { status: S.IOERR, written: 0 };
         if (!this.rangeOk(sector, bytes)) return { status: S.IOERR, written: 0 };
         const data = gather(as, elem.out, 16, bytes);
         if (!data.ok) return { status: S.IOERR, written: 0 };
-        const ret = yield* this.backend.coPwrite(sector * SECTOR_SIZE, bytes, data.bytes);
+        const ret = yield* this.backend.coPwritev(sector * SECTOR_SIZE, bytes, data.bytes);
         return { status: ret < 0 ? S.IOERR : S.OK, written: 0 };
       }
       case VirtioBlkType.FLUSH: {
@@ -252,7 +256,7 @@ export class VirtioBlk implements VirtioDevice {
       case VirtioBlkType.WRITE_ZEROES: {
         const F = VirtioBlkFeature;
         const feature = type === VirtioBlkType.DISCARD ? F.DISCARD : F.WRITE_ZEROES;
-        if (!(this.transport!.guestFeatures & (1n << BigInt(feature))) || this.backend.isReadOnly()) return { status: S.UNSUPP, written: 0 };
+        if (!(this.transport!.guestFeatures & (1n << BigInt(feature))) || this.backend.isReadOnly) return { status: S.UNSUPP, written: 0 };
         const payload = elem.outBytes - 16;
         if (payload % 16 !== 0 || payload === 0 || payload / 16 > VIRTIO_BLK_MAX_DWZ_SEGMENTS) return { status: S.UNSUPP, written: 0 };
         const segs = gather(as, elem.out, 16, payload);
@@ -270,7 +274,7 @@ export class VirtioBlk implements VirtioDevice {
           const ret =
             type === VirtioBlkType.DISCARD
               ? yield* this.backend.coPdiscard(segSector * SECTOR_SIZE, bytes)
-              : yield* this.backend.coPwriteZeroes(segSector * SECTOR_SIZE, bytes, (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) !== 0);
+              : yield* this.backend.coPwriteZeroes(segSector * SECTOR_SIZE, bytes, (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) !== 0 ? BDRV_REQ_MAY_UNMAP : 0);
           // A discard the backend cannot do is not an error (it is only a hint).
           if (ret < 0 && type === VirtioBlkType.WRITE_ZEROES) return { status: S.IOERR, written: 0 };
         }

@@ -1,0 +1,78 @@
+import { assert } from '../../assert.js';
+import type { CpuDriver } from '../../main-loop.js';
+import { Irq } from '../../targets/riscv/constants.js';
+import { RiscvCpu } from '../../targets/riscv/cpu.js';
+import type { BoardHart, CpuFactory, HartContext, HartIrqLine } from './machine.js';
+
+const IRQ_BITS: Record<HartIrqLine, number> = { msip: Irq.MSI, mtip: Irq.MTI, meip: Irq.MEI, seip: Irq.SEI };
+
+/** ISA the RISC-V CPU model implements (for /cpus/cpu@N/riscv,isa). */
+export const RISCV_CPU_ISA = 'rv64imafdc_zicsr_zifencei';
+/** The CPU model's MMU modes go up to Sv48, like QEMU's rv64 default. */
+export const RISCV_CPU_MMU = 'riscv,sv48';
+
+export interface RiscvHartsOptions {
+  /** `-icount shift=N`. */
+  readonly icountShift?: number;
+}
+
+/**
+ * Runs several harts as one CpuDriver, deterministically round-robin: each runnable hart gets a
+ * quantum of virtual time in hart order, the clocks advancing with the instruction count of the
+ * hart that runs (QEMU's single-threaded TCG round-robin, with icount).
+ */
+class RoundRobin implements CpuDriver {
+  constructor(private readonly cpus: readonly RiscvCpu[]) {}
+
+  get runnable(): boolean {
+    return this.cpus.some((c) => c.runnable);
+  }
+
+  get icount(): number {
+    let total = 0;
+    for (const c of this.cpus) total += c.icount;
+    return total;
+  }
+
+  execute(untilNs: number): void {
+    for (const c of this.cpus) if (c.runnable) c.execute(untilNs);
+  }
+}
+
+/** The board's CPU factory for tsqemu's RISC-V hart (src/engine/targets/riscv). */
+export function riscvCpuFactory(options: RiscvHartsOptions = {}): CpuFactory & { readonly cpus: RiscvCpu[] } {
+  const cpus: RiscvCpu[] = [];
+  return {
+    isa: RISCV_CPU_ISA,
+    mmuType: RISCV_CPU_MMU,
+    cpus,
+    createHarts(contexts: readonly HartContext[]) {
+      assert(contexts.length >= 1, 'no harts');
+      const harts: BoardHart[] = [];
+      for (const ctx of contexts) {
+        const cpu = new RiscvCpu(ctx.loop, { xlen: 64, hartId: ctx.hartId, resetPc: 0x1000, memory: ctx.memory, readTime: ctx.readTime, icountShift: options.icountShift });
+        cpus.push(cpu);
+        const hart = cpu.hart;
+        harts.push({
+          hartId: ctx.hartId,
+          setIrqLine: (line, level) => hart.setInterruptLine(IRQ_BITS[line], level),
+          reset: () => hart.reset(),
+        });
+      }
+      const driver: CpuDriver = cpus.length === 1 ? cpus[0]! : new RoundRobin(cpus);
+      return {
+        harts,
+        driver,
+        stop: () => {
+          for (const c of cpus) c.hart.stopRequested = true;
+        },
+        halt: () => {
+          for (const c of cpus) {
+            c.hart.halted = true;
+            c.hart.stopRequested = true;
+          }
+        },
+      };
+    },
+  };
+}
