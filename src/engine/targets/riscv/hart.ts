@@ -111,6 +111,7 @@ export class RiscvHart {
   // ---- LR/SC ----
   private resValid = false;
   private resAddr = 0;
+  private resValue = 0n;
 
   // ---- MMU / TLB ----
   private readonly tlbTag = new Float64Array(TLB_SIZE * 3).fill(NaN);
@@ -1542,6 +1543,13 @@ export class RiscvHart {
 
   // ---- atomics ----------------------------------------------------------------------------------
 
+  /**
+   * Atomics as QEMU 7.2 does them: misaligned LR/AMO raise load-address-misaligned (QEMU's atomic
+   * path reports them as loads), bus errors surface from the load half (load access fault), page and
+   * PMP faults come from the write-permission probe (store faults). SC succeeds only with a valid
+   * reservation at the same address whose memory still holds the value LR read; otherwise it fails
+   * without touching memory.
+   */
   private execAmo(insn: Insn): void {
     const width = insn.rm;
     const va = this.ea(insn.rs1, 0);
@@ -1551,34 +1559,29 @@ export class RiscvHart {
       const v = width === 8 ? BigInt.asIntN(64, this.load64(va)) : BigInt(this.loadN(va, 4) | 0);
       this.resValid = true;
       this.resAddr = va;
+      this.resValue = v;
       if (insn.rd !== 0) this.x[insn.rd] = v;
       return;
     }
-    if (misaligned) this.raise(Exc.StoreMisaligned, this.vaBig(va));
     if (insn.op === Op.SC) {
-      // Probe write permission first so a faulting SC traps even without a reservation.
-      this.translate(va, Access.Store);
-      const ok = this.resValid && this.resAddr === va;
+      let ok = this.resValid && this.resAddr === va;
       this.resValid = false;
       if (ok) {
-        if (width === 8) this.store64(va, this.x[insn.rs2]!);
-        else this.storeN(va, 4, this.xi[insn.rs2 * 2]!);
+        if (misaligned) this.raise(Exc.LoadMisaligned, this.vaBig(va));
+        this.translate(va, Access.Store);
+        const cur = width === 8 ? BigInt.asIntN(64, this.load64(va)) : BigInt(this.loadN(va, 4) | 0);
+        ok = cur === this.resValue;
+        if (ok) {
+          if (width === 8) this.store64(va, this.x[insn.rs2]!);
+          else this.storeN(va, 4, this.xi[insn.rs2 * 2]!);
+        }
       }
       this.setI32(insn.rd, ok ? 0 : 1);
       return;
     }
-    // AMOs need write permission: a fault is a store/AMO fault.
+    if (misaligned) this.raise(Exc.LoadMisaligned, this.vaBig(va));
     this.translate(va, Access.Store);
-    let old: bigint;
-    try {
-      old = width === 8 ? BigInt.asIntN(64, this.load64(va)) : BigInt(this.loadN(va, 4) | 0);
-    } catch (e) {
-      if (e === TRAP) {
-        if (this.trapCause === Exc.LoadAccessFault) this.trapCause = Exc.StoreAccessFault;
-        if (this.trapCause === Exc.LoadPageFault) this.trapCause = Exc.StorePageFault;
-      }
-      throw e;
-    }
+    const old = width === 8 ? BigInt.asIntN(64, this.load64(va)) : BigInt(this.loadN(va, 4) | 0);
     const src = width === 8 ? this.x[insn.rs2]! : BigInt(this.xi[insn.rs2 * 2]!);
     const bits = BigInt(width * 8);
     const u = (a: bigint): bigint => BigInt.asUintN(Number(bits), a);
