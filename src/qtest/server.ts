@@ -1,5 +1,4 @@
 import { AssertionError } from '../engine/assert.js';
-import { ClockType } from '../engine/clock.js';
 import type { GateInput, InputSink, StampedInput } from '../engine/host/input-gate.js';
 import type { MainLoop } from '../engine/main-loop.js';
 import type { GuestMemory } from '../engine/memory.js';
@@ -417,10 +416,12 @@ export class QtestServer implements InputSink {
       const ns = need(parseI64(words[1]), 'ns');
       this.warpTo(BigInt(this.virtualNs) + ns);
     } else {
-      // No argument: to the next virtual-clock deadline; none armed means "now" (-1 in QEMU).
-      const list = this.loop.timerLists[ClockType.Virtual];
-      const deadline = list !== undefined && list.size > 0 ? list.nextDeadlineNs : Infinity;
-      if (deadline !== Infinity) this.warpTo(BigInt(Math.max(deadline, this.virtualNs)));
+      // No argument: to the next deadline (QEMU: of the virtual clock; here every clock's timers are
+      // on the deterministic axis, and modelled I/O latency sleeps on realtime, so all count).
+      // None armed: time stays (QEMU's deadline -1).
+      const deadline = this.loop.nextDeadlineNs();
+      if (deadline !== Infinity && deadline > this.loop.nowNs) this.warpTo(BigInt(this.virtualNs + (deadline - this.loop.nowNs)));
+      else if (deadline !== Infinity) this.loop.step(0);
     }
     this.reply(`OK ${this.virtualNs}`);
   }
