@@ -13,7 +13,8 @@ function collect(dir, out) {
   return out;
 }
 
-const entryPoints = [...collect('src', []), ...collect('tools', [])];
+// tests/iotests is compiled too: tsqemu-iotests loads the numbered tests at run time.
+const entryPoints = [...collect('src', []), ...collect('tools', []), ...collect('tests/iotests', [])];
 rmSync('dist', { recursive: true, force: true });
 await build({
   entryPoints,
