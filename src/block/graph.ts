@@ -352,7 +352,14 @@ export class BlockGraph {
     }
   }
 
-  /** Closes one node: drain (flush when `flush`), driver close, detach its children, forget it. */
+  /**
+   * Closes one node only: drain (and flush when `flush`), driver close, detach its children and
+   * parents, forget its name. Its children stay open (use `coCloseTree` to close unused ones too).
+   */
+  *coCloseNode(bs: BlockDriverState, flush = true): Co<void> {
+    yield* this.coCloseOne(bs, flush);
+  }
+
   private *coCloseOne(bs: BlockDriverState, flush: boolean): Co<void> {
     if (bs.closed) return;
     yield* bdrvCoDrainedBegin(bs);

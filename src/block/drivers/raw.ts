@@ -63,10 +63,6 @@ export const rawDriver: BlockDriver = {
     return len < 0 ? len : Math.max(0, len - s.offset);
   },
 
-  refreshLimits(bs: BlockDriverState): void {
-    bs.requestAlignment = bs.file?.bs.requestAlignment ?? 1;
-  },
-
   *preadv(bs: BlockDriverState, offset: number, bytes: number, buf: Uint8Array, flags: number): Co<number> {
     const at = adjust(bs, offset, bytes, false);
     if (at < 0) return at;
