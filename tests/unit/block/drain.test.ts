@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { type Co, sleep } from '../../../src/engine/coroutine.js';
+import { BlockBackend, devicePerms } from '../../../src/block/block-backend.js';
+import { bdrvCoDrainedBegin, bdrvDrainedBegin, bdrvDrainedEnd, bdrvIsBusy } from '../../../src/block/io.js';
+import { newGraph } from './helpers.js';
+
+describe('drain and in-flight tracking', () => {
+  it('waits for requests in flight and queues new ones until the end', () => {
+    const { loop, graph } = newGraph();
+    const bs = graph.blockdevAdd({ driver: 'raw', file: { driver: 'null-aio', 'latency-ns': 1_000_000, 'node-name': 'proto' } });
+    const blk = BlockBackend.withNode(graph, bs, devicePerms(false));
+    const done: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      loop.spawn(`w${i}`, (function* (): Co {
+        const ret = yield* blk.coPwritev(i * 512, 512, new Uint8Array(512));
+        done.push(`w${i}:${ret}`);
+      })());
+    }
+    loop.runUntil(() => bs.inFlight === 4);
+    expect(graph.findNode('proto')!.inFlight).toBe(4);
+    bdrvDrainedBegin(bs);
+    expect(done).toEqual(['w0:0', 'w1:0', 'w2:0', 'w3:0']);
+    expect(bs.inFlight).toBe(0);
+    expect(blk.inFlight).toBe(0);
+    expect(bs.quiesceCounter).toBe(1);
+    expect(blk.quiesceCounter).toBe(1);
+    // A request submitted in the drained section waits.
+    loop.spawn('late', (function* (): Co {
+      const ret = yield* blk.coPreadv(0, 512, new Uint8Array(512));
+      done.push(`late:${ret}`);
+    })());
+    loop.runUntilIdle();
+    expect(done).toHaveLength(4);
+    // Nested sections: only the last end releases it.
+    bdrvDrainedBegin(bs);
+    bdrvDrainedEnd(bs);
+    loop.runUntilIdle();
+    expect(done).toHaveLength(4);
+    bdrvDrainedEnd(bs);
+    loop.runUntilIdle();
+    expect(done[4]).toBe('late:0');
+    expect(bdrvIsBusy(bs)).toBe(false);
+    expect(bs.quiesceCounter).toBe(0);
+  });
+
+  it('lets a job backend with queuing disabled through a drain', () => {
+    const { loop, graph } = newGraph();
+    const bs = graph.blockdevAdd({ driver: 'null-co', 'latency-ns': 1000 });
+    const job = BlockBackend.withNode(graph, bs, { perm: 1, shared: 0x1f });
+    job.disableRequestQueuing = true;
+    bdrvDrainedBegin(bs);
+    let ret = 1;
+    loop.spawn('job', (function* (): Co {
+      ret = yield* job.coPreadv(0, 512, new Uint8Array(512));
+    })());
+    loop.runUntilIdle();
+    expect(ret).toBe(0);
+    bdrvDrainedEnd(bs);
+  });
+
+  it('drains from inside a coroutine', () => {
+    const { loop, graph } = newGraph();
+    const bs = graph.blockdevAdd({ driver: 'null-co', 'latency-ns': 5000 });
+    const blk = BlockBackend.withNode(graph, bs, devicePerms(false));
+    let writes = 0;
+    for (let i = 0; i < 3; i++) {
+      loop.spawn('w', (function* (): Co {
+        yield sleep(i * 1000);
+        if ((yield* blk.coPwritev(0, 512, new Uint8Array(512))) === 0) writes++;
+      })());
+    }
+    let sawBusy = false;
+    loop.runCoroutine('drainer', (function* (): Co {
+      yield sleep(1500);
+      sawBusy = bdrvIsBusy(bs);
+      yield* bdrvCoDrainedBegin(bs);
+      expect(bs.inFlight).toBe(0);
+      bdrvDrainedEnd(bs);
+    })());
+    loop.runUntilIdle();
+    expect(sawBusy).toBe(true);
+    expect(writes).toBe(3);
+  });
+
+  it('never leaks in-flight counts on errors', () => {
+    const { loop, graph } = newGraph();
+    const bs = graph.blockdevAdd({
+      driver: 'raw',
+      file: { driver: 'blkdebug', 'inject-error': [{ event: 'read_aio', errno: 5 }], image: { driver: 'null-co', 'latency-ns': 10 } },
+    });
+    const blk = BlockBackend.withNode(graph, bs, devicePerms(false));
+    for (let i = 0; i < 5; i++) expect(loop.runCoroutine('r', blk.coPreadv(0, 512, new Uint8Array(512)))).toBe(-5);
+    for (const node of graph.nodes.values()) {
+      expect(node.inFlight).toBe(0);
+      expect(node.trackedRequests).toHaveLength(0);
+    }
+    expect(blk.inFlight).toBe(0);
+  });
+});
