@@ -1,7 +1,7 @@
 // Transpiles src/ and tools/ to dist/ with esbuild (one output file per input, ESM).
 // Measured: bins start in ~60 ms from dist/ versus ~250 ms through a TypeScript loader.
 import { build } from 'esbuild';
-import { readdirSync, statSync, rmSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 function collect(dir, out) {
@@ -15,7 +15,8 @@ function collect(dir, out) {
 
 // tests/iotests is compiled too: tsqemu-iotests loads the numbered tests at run time.
 const entryPoints = [...collect('src', []), ...collect('tools', []), ...collect('tests/iotests', [])];
-rmSync('dist', { recursive: true, force: true });
+// dist/ is overwritten in place, not wiped: several processes (tests spawning bins, parallel
+// builds) may read it while a build runs.
 await build({
   entryPoints,
   outdir: 'dist',

@@ -1,5 +1,5 @@
 import { defineTest } from './lib/test-api.js';
-import { MiB, addQcow2, guestIo } from './lib/helpers.js';
+import { addQcow2, guestIo } from './lib/helpers.js';
 
 // Full backup of a qcow2 image holding data into an empty qcow2 target: afterwards both images
 // have the same content and the target passes check.

@@ -44,13 +44,23 @@ export class QmpSocketVm extends VmBase implements Vm {
       }
       await new Promise((r) => setTimeout(r, 10));
     }
-    this.socket = await new Promise<Socket>((resolve, reject) => {
-      const s = createConnection(sock, () => resolve(s));
-      s.on('error', reject);
-    });
-    this.socket.setEncoding('utf8');
+    // The socket file appears before the server listens: retry refused connections briefly.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.socket = await new Promise<Socket>((resolve, reject) => {
+          const s = createConnection(sock, () => resolve(s));
+          s.once('error', reject);
+        });
+        break;
+      } catch (error) {
+        if (Date.now() - start > CONNECT_TIMEOUT_MS || attempt > 500) throw error;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+    const socket = this.socket!;
+    socket.setEncoding('utf8');
     const greeting = new Promise<void>((resolve) => this.pending.push(() => resolve()));
-    this.socket.on('data', (chunk: string) => this.onData(chunk));
+    socket.on('data', (chunk: string) => this.onData(chunk));
     await greeting;
     const caps = await this.qmp('qmp_capabilities');
     if (!('return' in caps)) throw new Error(`qmp_capabilities failed: ${JSON.stringify(caps)}`);
@@ -98,7 +108,7 @@ export class QmpSocketVm extends VmBase implements Vm {
     return this.events.shift()!;
   }
 
-  takeEvents(): QmpEvent[] {
+  protected drainEvents(): QmpEvent[] {
     return this.events.splice(0);
   }
 

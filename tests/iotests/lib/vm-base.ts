@@ -24,6 +24,13 @@ export abstract class VmBase {
 
   abstract qmp(command: string, args?: Record<string, unknown>): Promise<QmpReply>;
   protected abstract nextEvent(): Promise<QmpEvent>;
+  /** Events received by the transport and not pulled yet. */
+  protected abstract drainEvents(): QmpEvent[];
+
+  /** Every event not consumed yet, including those a wait skipped over. */
+  takeEvents(): QmpEvent[] {
+    return [...this.held.splice(0), ...this.drainEvents()];
+  }
 
   async qmpLog(command: string, args: Record<string, unknown> = {}, filters: readonly Filter[] = []): Promise<QmpReply> {
     this.log(applyFilters({ execute: command, arguments: args }, filters));
@@ -62,9 +69,38 @@ export abstract class VmBase {
     if (options.filterOffsets ?? true) filters.push(filterJobOffsets);
     let error: string | null = null;
     const maxEvents = options.maxEvents ?? DEFAULT_MAX_EVENTS;
+    // Events of other jobs wait for their own runJob; everything else is logged here.
+    const others: QmpEvent[] = [];
+    const isOther = (event: QmpEvent) => {
+      const owner = event.event === 'JOB_STATUS_CHANGE' ? event.data?.['id'] : event.event.startsWith('BLOCK_JOB_') ? (event.data?.['device'] ?? event.data?.['id']) : undefined;
+      return owner !== undefined && owner !== id;
+    };
+    try {
+      return await this.runJobLoop(id, options, filters, maxEvents, isOther, others, autoFinalize, autoDismiss, error);
+    } finally {
+      this.held.unshift(...others);
+    }
+  }
+
+  private async runJobLoop(
+    id: string,
+    options: RunJobOptions,
+    filters: Filter[],
+    maxEvents: number,
+    isOther: (event: QmpEvent) => boolean,
+    others: QmpEvent[],
+    autoFinalize: boolean,
+    autoDismiss: boolean,
+    initialError: string | null,
+  ): Promise<string | null> {
+    let error = initialError;
     for (let i = 0; i < maxEvents; i++) {
       const event = await this.pull();
-      if (await this.isDrainBlip(event, id)) continue;
+      if (isOther(event)) {
+        others.push(event);
+        continue;
+      }
+      if (await this.isDrainBlip(event, id, isOther, others)) continue;
       this.log(applyFilters(event, filters));
       if (event.event !== 'JOB_STATUS_CHANGE' || event.data?.['id'] !== id) continue;
       const status = event.data['status'];
@@ -96,11 +132,15 @@ export abstract class VmBase {
    * (paused→running, standby→ready); whether that happens depends on when the drain falls, not on
    * what the test does, so run_job skips such adjacent pairs.
    */
-  private async isDrainBlip(event: QmpEvent, id: string): Promise<boolean> {
+  private async isDrainBlip(event: QmpEvent, id: string, isOther: (e: QmpEvent) => boolean, others: QmpEvent[]): Promise<boolean> {
     if (event.event !== 'JOB_STATUS_CHANGE' || event.data?.['id'] !== id) return false;
     const status = event.data['status'];
     if (status !== 'paused' && status !== 'standby') return false;
-    const next = await this.pull();
+    let next = await this.pull();
+    for (let i = 0; i < DEFAULT_MAX_EVENTS && isOther(next); i++) {
+      others.push(next);
+      next = await this.pull();
+    }
     const resumed = status === 'paused' ? 'running' : 'ready';
     if (next.event === 'JOB_STATUS_CHANGE' && next.data?.['id'] === id && next.data['status'] === resumed) return true;
     this.held.unshift(next);
