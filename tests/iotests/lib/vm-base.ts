@@ -67,7 +67,7 @@ export abstract class VmBase {
     const autoDismiss = options.autoDismiss ?? false;
     const filters: Filter[] = [filterTimestamps];
     if (options.filterOffsets ?? true) filters.push(filterJobOffsets);
-    let error: string | null = null;
+    const error: string | null = null;
     const maxEvents = options.maxEvents ?? DEFAULT_MAX_EVENTS;
     // Events of other jobs wait for their own runJob; everything else is logged here.
     const others: QmpEvent[] = [];
