@@ -66,8 +66,6 @@ function dumpBuffer(buf: Uint8Array, offset: number): void {
         const c = buf[i + j]!;
         line += `${c.toString(16).padStart(2, '0')} `;
         chars += c < 0x20 || c > 0x7e ? '.' : String.fromCharCode(c);
-      } else {
-        line += '   ';
       }
     }
     out(`${line} ${chars}`);

@@ -49,6 +49,18 @@ export function sizeToStr(bytes: number): string {
   return `${g3(bytes / 2 ** (i * 10))} ${units[i]}B`;
 }
 
+/** C's printf("%.Nf"): exact binary ties round to even, as glibc does (63.8125 -> "63.812"). */
+export function cFixed(v: number, digits: number): string {
+  const scale = 10 ** digits;
+  const scaled = v * scale;
+  const floor = Math.floor(scaled);
+  if (scaled - floor === 0.5 && Number.isSafeInteger(floor)) {
+    const even = floor % 2 === 0 ? floor : floor + 1;
+    return (even / scale).toFixed(digits);
+  }
+  return v.toFixed(digits);
+}
+
 /** qemu-io's cvtstr: "64 KiB", "35.156 KiB", "512 bytes". */
 export function cvtstr(value: number): string {
   const units: [number, string][] = [
@@ -63,10 +75,10 @@ export function cvtstr(value: number): string {
   let suffix = ' bytes';
   const unit = units.find(([u]) => value >= u);
   if (unit !== undefined) {
-    str = (value / unit[0]).toFixed(3);
+    str = cFixed(value / unit[0], 3);
     suffix = unit[1];
   } else {
-    str = value.toFixed(6);
+    str = cFixed(value, 6);
   }
   const trim = str.indexOf('.000');
   return (trim >= 0 ? str.slice(0, trim) : str) + suffix;
