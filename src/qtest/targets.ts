@@ -1,5 +1,5 @@
 import '../block/builtin-drivers.js';
-import { BlockBackend } from '../block/block-backend.js';
+import { BlockBackend, devicePerms } from '../block/block-backend.js';
 import { BlockGraph } from '../block/graph.js';
 import { MainLoop } from '../engine/main-loop.js';
 import { QtestClient } from './client.js';
@@ -31,7 +31,7 @@ export async function openQtestTarget(target: QtestTarget, transcript = false): 
       const graph = new BlockGraph(loop);
       const drives = (target.drives ?? []).map((filename, i) => {
         const node = graph.blockdevAdd({ driver: 'file', filename, 'node-name': `disk${i}` });
-        return { backend: BlockBackend.withNode(graph, node, { name: `drive${i}` }) };
+        return { backend: BlockBackend.withNode(graph, node, { name: `drive${i}`, ...devicePerms(false) }) };
       });
       return inProcessVirt(loop, { drives }, { log: target.log, transcript }).client;
     }

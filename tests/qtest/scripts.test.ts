@@ -1,19 +1,31 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { parseScript, runScript } from '../../src/qtest/script.js';
 import { openQtestTarget } from '../../src/qtest/targets.js';
 import { KNOWN_DIVERGENCES } from './known-divergences.js';
 
 const dir = join(import.meta.dirname, 'scripts');
 const scripts = readdirSync(dir).filter((f) => f.endsWith('.qtest')).sort();
+const tmp = mkdtempSync(join(tmpdir(), 'qtest-scripts-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** Drives a script asks for with `# requires: drive`: one zeroed 64 KiB raw image. */
+export function scriptDrives(text: string, where: string): string[] {
+  if (!/^# requires: drive$/m.test(text)) return [];
+  const path = join(where, 'drive0.raw');
+  writeFileSync(path, new Uint8Array(64 * 1024));
+  return [path];
+}
 
 describe('qtest scripts (tests/qtest/scripts) in-process on the virt machine', () => {
   for (const file of scripts) {
     it(file, async () => {
-      const steps = parseScript(readFileSync(join(dir, file), 'latin1'));
+      const text = readFileSync(join(dir, file), 'latin1');
+      const steps = parseScript(text);
       expect(steps.length).toBeGreaterThan(0);
-      const client = await openQtestTarget({ kind: 'in-process' });
+      const client = await openQtestTarget({ kind: 'in-process', drives: scriptDrives(text, tmp) });
       const results = await runScript(client, steps);
       await client.quit();
       const problems = results.filter((r) => r.problem !== null).map((r) => ({ line: r.step.line, command: r.step.command, tsqemu: r.reply }));

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import '../../src/block/builtin-drivers.js';
-import { BlockBackend } from '../../src/block/block-backend.js';
+import { BlockBackend, devicePerms } from '../../src/block/block-backend.js';
 import { BlockGraph } from '../../src/block/graph.js';
 import { MainLoop } from '../../src/engine/main-loop.js';
 import { inProcessVirt } from '../../src/qtest/virt.js';
@@ -51,7 +51,7 @@ describe('virtio-mmio / virtio-blk over qtest', () => {
     const loop = new MainLoop();
     const graph = new BlockGraph(loop);
     const node = graph.blockdevAdd({ driver: 'file', filename: disk.path, 'node-name': 'disk0' });
-    const backend = BlockBackend.withNode(graph, node, { name: 'drive0' });
+    const backend = BlockBackend.withNode(graph, node, { name: 'drive0', ...devicePerms(false) });
     const { client: qt } = inProcessVirt(loop, { drives: [{ backend }] });
 
     expect(await qt.readl(SLOT + REG.magic)).toBe(0x74726976);
