@@ -249,6 +249,8 @@ export class Job<S = unknown> {
   private readonly wakeQueue = new WaitQueue();
   /** @internal set by startJob. */
   startedFlag = false;
+  /** Called whenever the job stops being busy (parks, sleeps, completes): drains wait for that. */
+  onIdle: (() => void) | null = null;
   /** Set by the (one) driver hook being called; asserted so each hook runs at most once. */
   private readonly hooksRun = new Set<JobHook>();
 
@@ -257,7 +259,8 @@ export class Job<S = unknown> {
     readonly manager: JobManager,
     readonly id: string | null,
     readonly driver: JobDriver<S>,
-    readonly state: S,
+    /** Driver data (set once, right after creation, by drivers that need the job to build it). */
+    public state: S,
     options: CreateJobOptions<S>,
   ) {
     this.loop = manager.loop;
@@ -399,6 +402,7 @@ export class Job<S = unknown> {
   private *doYield(deadlineNs: number | null): Co<void> {
     assert(this.busy, 'job yields while not busy');
     this.busy = false;
+    this.onIdle?.();
     if (deadlineNs === null) yield this.wakeQueue.wait();
     else yield sleepUntil(deadlineNs, ClockType.Realtime);
     // Whoever woke us (a timer or enterCond) leaves busy set or we set it: the job runs again.
@@ -713,6 +717,7 @@ function* jobCoEntry(job: Job): Co<void> {
     // job_exit
     job.busy = false;
     jobCompleted(job);
+    job.onIdle?.();
   });
 }
 

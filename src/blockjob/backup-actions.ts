@@ -1,0 +1,58 @@
+import type { BlockDriverState } from '../block/node.js';
+import { bdrvDrain, bdrvDrainedBegin, bdrvDrainedEnd } from '../block/node.js';
+import { type Job, startJob } from './job.js';
+import { type BackupState, type BlockdevBackupArgs, doBackupCommon } from './backup.js';
+import type { ActionContext, ActionDriver, TransactionEnv } from './transaction.js';
+
+interface BackupActionState {
+  bs: BlockDriverState | null;
+  drained: boolean;
+  job: Job<BackupState> | null;
+}
+
+/** bdrv_get_device_name: the BlockBackend a node is the root of, or "". */
+function deviceName(env: TransactionEnv, bs: BlockDriverState): string {
+  for (const backend of env.graph.backends.values()) if (backend.rootNode === bs) return backend.name;
+  return '';
+}
+
+/**
+ * blockdev-backup as a transaction action: prepare looks the nodes up, drains the source (held
+ * until clean, so nothing writes to it between the point in time and the start) and creates the
+ * job; commit starts it; abort force-cancels it. With the TEST-ONLY `legacyStartInPrepare` it
+ * behaves as QEMU did before 2016: the job starts in prepare and no drained section is held.
+ */
+export const blockdevBackupAction: ActionDriver<BlockdevBackupArgs, BackupActionState> = {
+  type: 'blockdev-backup',
+  grouped: true,
+  newState: () => ({ bs: null, drained: false, job: null }),
+  prepare(ctx: ActionContext, data, state) {
+    const graph = ctx.env.graph;
+    const bs = graph.lookupBs(data.device, data.device);
+    const target = graph.lookupBs(data.target, data.target);
+    state.bs = bs;
+    // QEMU's drain runs pending bottom halves before it waits for requests.
+    ctx.poll();
+    if (ctx.env.legacyStartInPrepare === true) {
+      bdrvDrain(bs);
+    } else {
+      bdrvDrainedBegin(bs);
+      state.drained = true;
+    }
+    const args = data['job-id'] === undefined ? { ...data, 'job-id': deviceName(ctx.env, bs) } : data;
+    state.job = doBackupCommon(ctx.env.jobs, graph, args, bs, target, ctx.jobTxn);
+    if (ctx.env.legacyStartInPrepare === true) startJob(state.job as Job);
+  },
+  commit(ctx, state) {
+    if (state.job !== null && ctx.env.legacyStartInPrepare !== true) startJob(state.job as Job);
+  },
+  abort(_ctx, state) {
+    if (state.job !== null) state.job.cancelSync(true);
+  },
+  clean(_ctx, state) {
+    if (state.drained && state.bs !== null) bdrvDrainedEnd(state.bs);
+    state.drained = false;
+  },
+};
+
+export const backupActions: readonly ActionDriver<never, unknown>[] = [blockdevBackupAction as ActionDriver<never, unknown>];
