@@ -753,23 +753,45 @@ export function bdrvIsBusy(bs: BlockDriverState): boolean {
   return false;
 }
 
-function quiesce(bs: BlockDriverState, begin: boolean): void {
-  for (const node of ancestors(bs)) {
-    if (begin) {
-      node.quiesceCounter++;
-      if (node.quiesceCounter === 1) node.drv.drainBegin?.(node);
-    } else {
-      assert(node.quiesceCounter > 0, () => `drained_end without drained_begin on ${node.nodeName}`);
-      node.quiesceCounter--;
-      if (node.quiesceCounter === 0) node.drv.drainEnd?.(node);
-    }
-    for (const parent of node.parents.slice()) {
-      if (parent.parentNode !== null) continue;
-      if (begin) parent.parent.drainedBegin?.(parent);
-      else parent.parent.drainedEnd?.(parent);
-    }
+/**
+ * What one drained section quiesced: the nodes above the drained node and the non-node parents
+ * (BlockBackends, jobs) told to stop. Recorded at the begin so the matching end releases exactly
+ * them even if the graph changed in between (a filter inserted inside the section).
+ */
+interface DrainSection {
+  readonly nodes: BlockDriverState[];
+  readonly parents: BdrvChild[];
+}
+
+const drainSections = new WeakMap<BlockDriverState, DrainSection[]>();
+
+function quiesceBegin(bs: BlockDriverState): void {
+  const nodes = ancestors(bs);
+  const parents: BdrvChild[] = [];
+  for (const node of nodes) {
+    node.quiesceCounter++;
+    if (node.quiesceCounter === 1) node.drv.drainBegin?.(node);
+    for (const parent of node.parents) if (parent.parentNode === null) parents.push(parent);
   }
-  bs.loop.trace.emit('bdrv.drain', { node: bs.nodeName, begin, depth: bs.quiesceCounter });
+  for (const parent of parents) parent.parent.drainedBegin?.(parent);
+  const stack = drainSections.get(bs) ?? [];
+  assert(stack.length < 1 << 16, 'drained sections nest too deep');
+  stack.push({ nodes, parents });
+  drainSections.set(bs, stack);
+  bs.loop.trace.emit('bdrv.drain', { node: bs.nodeName, begin: true, depth: stack.length });
+}
+
+function quiesceEnd(bs: BlockDriverState): void {
+  const stack = drainSections.get(bs);
+  const section = stack?.pop();
+  assert(section !== undefined, () => `drained_end without drained_begin on ${bs.nodeName}`);
+  for (const node of section.nodes) {
+    assert(node.quiesceCounter > 0, () => `quiesce counter underflow on ${node.nodeName}`);
+    node.quiesceCounter--;
+    if (node.quiesceCounter === 0) node.drv.drainEnd?.(node);
+  }
+  for (const parent of section.parents) parent.parent.drainedEnd?.(parent);
+  bs.loop.trace.emit('bdrv.drain', { node: bs.nodeName, begin: false, depth: stack!.length });
 }
 
 /**
@@ -779,7 +801,7 @@ function quiesce(bs: BlockDriverState, begin: boolean): void {
  */
 export function bdrvDrainedBegin(bs: BlockDriverState): void {
   assert(bs.loop.current === null, 'bdrvDrainedBegin inside a coroutine: use yield* bdrvCoDrainedBegin');
-  quiesce(bs, true);
+  quiesceBegin(bs);
   if (bdrvIsBusy(bs)) bs.loop.runUntil(() => !bdrvIsBusy(bs));
 }
 
@@ -788,7 +810,7 @@ export function bdrvDrainedBegin(bs: BlockDriverState): void {
  * must not have requests of its own in flight on these nodes (they would never finish).
  */
 export function* bdrvCoDrainedBegin(bs: BlockDriverState): Co<void> {
-  quiesce(bs, true);
+  quiesceBegin(bs);
   for (let guard = 0; bdrvIsBusy(bs); guard++) {
     assert(guard < 1 << 24, 'drain does not terminate');
     yield* bs.graph.drainWaiters.wait();
@@ -797,7 +819,7 @@ export function* bdrvCoDrainedBegin(bs: BlockDriverState): Co<void> {
 
 /** bdrv_drained_end: ends one drained section; the last one lets parents submit again. */
 export function bdrvDrainedEnd(bs: BlockDriverState): void {
-  quiesce(bs, false);
+  quiesceEnd(bs);
 }
 
 /** bdrv_drain: a drained section with nothing in it. */
