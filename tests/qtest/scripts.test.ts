@@ -1,23 +1,17 @@
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseScript, runScript } from '../../src/qtest/script.js';
 import { openQtestTarget } from '../../src/qtest/targets.js';
 import { KNOWN_DIVERGENCES } from './known-divergences.js';
+import { scriptDrives } from './script-drives.js';
 
 const dir = join(import.meta.dirname, 'scripts');
 const scripts = readdirSync(dir).filter((f) => f.endsWith('.qtest')).sort();
 const tmp = mkdtempSync(join(tmpdir(), 'qtest-scripts-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-/** Drives a script asks for with `# requires: drive`: one zeroed 64 KiB raw image. */
-export function scriptDrives(text: string, where: string): string[] {
-  if (!/^# requires: drive$/m.test(text)) return [];
-  const path = join(where, 'drive0.raw');
-  writeFileSync(path, new Uint8Array(64 * 1024));
-  return [path];
-}
 
 describe('qtest scripts (tests/qtest/scripts) in-process on the virt machine', () => {
   for (const file of scripts) {

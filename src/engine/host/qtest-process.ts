@@ -194,8 +194,10 @@ class SocketTransport implements QtestLineTransport {
     this.socket.end();
     this.qmp?.close();
     if (child !== null && child.exitCode === null && child.signalCode === null) {
+      // As libqtest's qtest_quit: QEMU keeps running when the qtest socket closes, so SIGTERM it
+      // (after a QMP quit, give it a moment to leave on its own first).
       const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      const timer = setTimeout(() => child.kill('SIGTERM'), 2_000);
+      const timer = setTimeout(() => child.kill('SIGTERM'), this.qmp !== undefined ? 1_000 : 0);
       const hard = setTimeout(() => child.kill('SIGKILL'), 5_000);
       await exited;
       clearTimeout(timer);

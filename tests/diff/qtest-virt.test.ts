@@ -1,0 +1,52 @@
+// Differential: the qtest scripts of tests/qtest/scripts against Debian's qemu-system-riscv64 (7.2)
+// and in-process tsqemu, reply by reply. Debian's QEMU has no -accel qtest (its CPU runs), so
+// scripts marked `# requires: accel-qtest` (time-dependent) are left out.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseScript, runScript } from '../../src/qtest/script.js';
+import { QEMU_VIRT_ARGS, openQtestTarget, qemuDriveArgs } from '../../src/qtest/targets.js';
+import { KNOWN_DIVERGENCES } from '../qtest/known-divergences.js';
+import { scriptDrives } from '../qtest/script-drives.js';
+
+function haveQemu(): boolean {
+  try {
+    execFileSync('qemu-system-riscv64', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+const have = haveQemu();
+const dir = join(import.meta.dirname, '..', 'qtest', 'scripts');
+const scripts = readdirSync(dir).filter((f) => f.endsWith('.qtest')).sort();
+const tmp = mkdtempSync(join(tmpdir(), 'qtest-diff-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe.skipIf(!have)(`qtest scripts: tsqemu vs qemu-system-riscv64 ${have ? '' : '(skipped: qemu-system-riscv64 not installed)'}`, () => {
+  for (const file of scripts) {
+    const text = readFileSync(join(dir, file), 'latin1');
+    const timeDependent = /^# requires: accel-qtest$/m.test(text);
+    it.skipIf(timeDependent)(`${file}${timeDependent ? ' (time-dependent: needs -accel qtest, which Debian lacks)' : ''}`, async () => {
+      const steps = parseScript(text);
+      const drives = scriptDrives(text, tmp);
+      const qemu = await openQtestTarget({ kind: 'qemu', args: [...QEMU_VIRT_ARGS, ...qemuDriveArgs(drives)] });
+      const qemuResults = await runScript(qemu, steps);
+      await qemu.quit();
+      const ours = await openQtestTarget({ kind: 'in-process', drives });
+      const ourResults = await runScript(ours, steps);
+      await ours.quit();
+
+      // The scripts' expectations are QEMU's answers.
+      expect(qemuResults.filter((r) => r.problem !== null).map((r) => `${r.step.line}: ${r.step.command} -> ${r.reply}`)).toEqual([]);
+      const differences = qemuResults
+        .map((q, i) => ({ line: q.step.line, command: q.step.command, qemu: q.reply, tsqemu: ourResults[i]!.reply }))
+        .filter((d) => d.qemu !== d.tsqemu);
+      const known = (KNOWN_DIVERGENCES[file] ?? []).map(({ line, command, qemu: q, tsqemu }) => ({ line, command, qemu: q, tsqemu }));
+      expect(differences).toEqual(known);
+      expect(qemuResults.length).toBe(steps.length);
+    });
+  }
+});
