@@ -67,12 +67,13 @@ export const throttleDriver: BlockDriver = {
     return BlockStatus.RAW | BlockStatus.OFFSET_VALID;
   },
 
+  // A node whose open failed (no group yet) is drained on its way out: nothing to do then.
   drainBegin(bs: BlockDriverState): void {
-    group(bs).drainBegin();
+    if (bs.opaque !== null) group(bs).drainBegin();
   },
 
   drainEnd(bs: BlockDriverState): void {
-    group(bs).drainEnd();
+    if (bs.opaque !== null) group(bs).drainEnd();
   },
 
   getInfo(bs: BlockDriverState) {
