@@ -49,6 +49,7 @@ export class SpikeMachine {
       resetPc: image.entry,
       memory: this.bus,
       icountShift: options.icountShift,
+      readTime: null, // QEMU's spike machine provides no time CSR
     });
     const hart = this.cpu.hart;
     this.clint = new SpikeClint(loop, (bit, level) => hart.setInterruptLine(bit, level));
