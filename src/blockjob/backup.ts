@@ -264,7 +264,6 @@ export function backupJobCreate(jobs: JobManager, graph: BlockGraph, bs: BlockDr
       } else {
         bcs.copyBitmap.setAll();
       }
-      bs.opBlockAll(nodes.blocker);
     } catch (error) {
       nodes?.removeAll();
       if (bcs !== null) bcs.dispose();
@@ -291,12 +290,8 @@ export function backupJobCreate(jobs: JobManager, graph: BlockGraph, bs: BlockDr
     };
     job.state = state;
     bcs.progress = (bytes) => job.progressUpdate(bytes);
-    const sourceBlocker = nodes.blocker;
-    const removeHook = bs.addWriteHook({ name: `copy-before-write:${job.name}`, before: (req) => copyBeforeWrite(state, req) });
-    state.removeHook = () => {
-      removeHook();
-      bs.opUnblockAll(sourceBlocker);
-    };
+    // The source stays usable by other jobs (QEMU blocks the filter node, not the source).
+    state.removeHook = bs.addWriteHook({ name: `copy-before-write:${job.name}`, before: (req) => copyBeforeWrite(state, req) });
     return job;
   } catch (error) {
     if (p.syncBitmap !== null && p.syncBitmap.successor !== null) bdrvReclaimDirtyBitmap(p.syncBitmap);

@@ -51,9 +51,9 @@ export class BlockJobNodes implements BdrvChildParent {
   /** block_job_add_bdrv: an edge from the job to `bs` and the op blocker on it. */
   add(name: string, bs: BlockDriverState, perm: number, shared: number, block = true): BdrvChild {
     const child = this.graph.attachChild(this, bs, name, 0, { perm, shared });
+    // A drained section that began before this edge existed does not pause the job: the block
+    // layer ends each section for exactly the parents it began it for.
     this.children.push(child);
-    // The edge was attached while the node may be in a drained section: the job counts it too.
-    for (let i = 0; i < bs.quiesceCounter; i++) this.drainedBegin();
     if (block) {
       bs.opBlockAll(this.blocker);
       this.blocked.push(bs);
@@ -64,9 +64,7 @@ export class BlockJobNodes implements BdrvChildParent {
   /** block_job_remove_all_bdrv: drops every edge and blocker (clean). */
   removeAll(): void {
     for (const bs of this.blocked.splice(0)) bs.opUnblockAll(this.blocker);
-    for (const child of this.children.splice(0)) {
-      for (let i = 0; i < child.bs.quiesceCounter && this.drainedSections > 0; i++) this.drainedEnd();
-      this.graph.detachChild(child);
-    }
+    // Sections that began while an edge existed still end here later (drainedEnd stays balanced).
+    for (const child of this.children.splice(0)) this.graph.detachChild(child);
   }
 }
