@@ -6,8 +6,8 @@ import { RiscvHart, type HartOptions } from './hart.js';
 export interface RiscvCpuOptions extends Omit<HartOptions, 'readTime'> {
   /** `-icount shift=N`: each instruction takes 2^N ns of virtual time. */
   readonly icountShift?: number;
-  /** mtime source; defaults to virtual ns / 100 (10 MHz timebase). */
-  readonly readTime?: () => bigint;
+  /** mtime source; defaults to virtual ns / 100 (10 MHz timebase); null = no `time` CSR (QEMU's spike). */
+  readonly readTime?: (() => bigint) | null;
 }
 
 /** Instructions between checks of the input gate inside a slice. */
@@ -32,7 +32,7 @@ export class RiscvCpu implements CpuDriver {
     this.shift = options.icountShift ?? 0;
     assert(Number.isInteger(this.shift) && this.shift >= 0 && this.shift <= 10, `bad icount shift ${this.shift}`);
     this.nsPerInsn = 2 ** this.shift;
-    const readTime = options.readTime ?? (() => BigInt(Math.floor(loop.clocks.virtualNs / 100)));
+    const readTime = options.readTime === undefined ? () => BigInt(Math.floor(loop.clocks.virtualNs / 100)) : options.readTime;
     this.hart = new RiscvHart({ ...options, readTime });
     this.hart.syncClock = () => this.syncClock();
   }

@@ -19,8 +19,8 @@ export interface HartOptions {
   /** Physical reset vector. */
   readonly resetPc: number;
   readonly memory: GuestMemory;
-  /** mtime in 10 MHz ticks (the machine derives it from virtual time). Defaults to 0. */
-  readonly readTime?: () => bigint;
+  /** mtime in 10 MHz ticks (the machine derives it from virtual time); null or absent: no `time` CSR. */
+  readonly readTime?: (() => bigint) | null;
 }
 
 const TLB_SIZE = 256;
@@ -70,7 +70,7 @@ export class RiscvHart {
   onCodeWrite: ((paddr: number, len: number) => void) | null = null;
   /** Called on fence.i / satp / sfence: translated code may be stale. */
   onFlush: (() => void) | null = null;
-  readTime: () => bigint;
+  readTime: (() => bigint) | null;
 
   // ---- CSR state ----
   mstatus = 0;
@@ -99,7 +99,7 @@ export class RiscvHart {
   senvcfg = 0n;
   fflags = 0;
   frm = 0;
-  /** minstret/mcycle = icount + offset. */
+  /** minstret/mcycle = icount + 1 + offset: like QEMU with -icount, a read counts the reading instruction. */
   instretOffset = 0n;
   cycleOffset = 0n;
   readonly pmpcfg = new Uint8Array(PMP_COUNT);
@@ -135,7 +135,7 @@ export class RiscvHart {
     this.hartId = options.hartId;
     this.resetPc = options.resetPc;
     this.memory = options.memory;
-    this.readTime = options.readTime ?? (() => 0n);
+    this.readTime = options.readTime ?? null;
     this.decoder = new DecodeCache(this.xlen);
     this.reset();
   }
@@ -1092,11 +1092,13 @@ export class RiscvHart {
       case Op.ECALL:
         return this.raise(this.priv === Priv.U ? Exc.EcallU : this.priv === Priv.S ? Exc.EcallS : Exc.EcallM, 0n);
       case Op.EBREAK:
-        return this.raise(Exc.Breakpoint, Number.isNaN(this.pc) ? this.wildPc : BigInt(this.pc));
+        return this.raise(Exc.Breakpoint, 0n); // QEMU 7.2 leaves tval 0 for ebreak
       case Op.MRET: {
         if (this.priv < Priv.M) this.illegal();
         let ms = this.mstatus;
         const mpp = (ms >>> 11) & 3;
+        // QEMU 7.2: mret to S/U with no PMP rule configured is an illegal instruction.
+        if (mpp !== Priv.M && this.pmpActive === 0) this.illegal();
         ms = (ms & ~MS.MIE) | (ms & MS.MPIE ? MS.MIE : 0);
         ms |= MS.MPIE;
         ms &= ~MS.MPP;
@@ -1104,7 +1106,7 @@ export class RiscvHart {
         this.mstatus = ms;
         this.setPriv(mpp);
         this.flushTlb();
-        this.jumpTo(this.xlen === 32 ? BigInt.asIntN(32, this.mepc) : this.mepc);
+        this.jumpTo(BigInt.asIntN(this.xlen, this.mepc & ~1n));
         return;
       }
       case Op.SRET: {
@@ -1118,7 +1120,7 @@ export class RiscvHart {
         this.mstatus = ms;
         this.setPriv(spp);
         this.flushTlb();
-        this.jumpTo(this.xlen === 32 ? BigInt.asIntN(32, this.sepc) : this.sepc);
+        this.jumpTo(BigInt.asIntN(this.xlen, this.sepc & ~1n));
         return;
       }
       case Op.WFI:
@@ -1230,14 +1232,15 @@ export class RiscvHart {
         return BigInt((this.frm << 5) | this.fflags);
       case Csr.cycle:
         this.counterAllowed(0);
-        return this.xlenValue(BigInt(this.icount) + this.cycleOffset);
+        return this.xlenValue(BigInt(this.icount + 1) + this.cycleOffset);
       case Csr.time:
+        if (this.readTime === null) return this.illegal();
         this.counterAllowed(1);
         this.syncClock();
         return this.xlenValue(this.readTime());
       case Csr.instret:
         this.counterAllowed(2);
-        return this.xlenValue(BigInt(this.icount) + this.instretOffset);
+        return this.xlenValue(BigInt(this.icount + 1) + this.instretOffset);
       case Csr.sstatus:
         return this.readSstatus();
       case Csr.sie:
@@ -1290,9 +1293,9 @@ export class RiscvHart {
       case Csr.mip:
         return BigInt(this.mip);
       case Csr.mcycle:
-        return this.xlenValue(BigInt(this.icount) + this.cycleOffset);
+        return this.xlenValue(BigInt(this.icount + 1) + this.cycleOffset);
       case Csr.minstret:
-        return this.xlenValue(BigInt(this.icount) + this.instretOffset);
+        return this.xlenValue(BigInt(this.icount + 1) + this.instretOffset);
       case Csr.mvendorid:
         return 0n;
       case Csr.marchid:
@@ -1310,18 +1313,19 @@ export class RiscvHart {
       switch (csr) {
         case Csr.cycleh:
           this.counterAllowed(0);
-          return BigInt.asIntN(32, (BigInt(this.icount) + this.cycleOffset) >> 32n);
+          return BigInt.asIntN(32, (BigInt(this.icount + 1) + this.cycleOffset) >> 32n);
         case Csr.timeh:
+          if (this.readTime === null) return this.illegal();
           this.counterAllowed(1);
           this.syncClock();
           return BigInt.asIntN(32, this.readTime() >> 32n);
         case Csr.instreth:
           this.counterAllowed(2);
-          return BigInt.asIntN(32, (BigInt(this.icount) + this.instretOffset) >> 32n);
+          return BigInt.asIntN(32, (BigInt(this.icount + 1) + this.instretOffset) >> 32n);
         case Csr.mcycleh:
-          return BigInt.asIntN(32, (BigInt(this.icount) + this.cycleOffset) >> 32n);
+          return BigInt.asIntN(32, (BigInt(this.icount + 1) + this.cycleOffset) >> 32n);
         case Csr.minstreth:
-          return BigInt.asIntN(32, (BigInt(this.icount) + this.instretOffset) >> 32n);
+          return BigInt.asIntN(32, (BigInt(this.icount + 1) + this.instretOffset) >> 32n);
         case Csr.mstatush:
           return 0n;
         case Csr.menvcfgh:
@@ -1402,7 +1406,7 @@ export class RiscvHart {
         this.sscratch = v;
         return;
       case Csr.sepc:
-        this.sepc = v & ~1n;
+        this.sepc = v; // QEMU 7.2 keeps bit 0 as written (xRET ignores it)
         return;
       case Csr.scause:
         this.scause = v;
@@ -1448,7 +1452,7 @@ export class RiscvHart {
         this.mscratch = v;
         return;
       case Csr.mepc:
-        this.mepc = v & ~1n;
+        this.mepc = v; // QEMU 7.2 keeps bit 0 as written (xRET ignores it)
         return;
       case Csr.mcause:
         this.mcause = v;
@@ -1461,12 +1465,12 @@ export class RiscvHart {
         return;
       case Csr.mcycle:
         this.cycleOffset = rv32
-          ? (((BigInt(this.icount) + this.cycleOffset) >> 32n) << 32n | BigInt(low)) - BigInt(this.icount + 1)
+          ? (((BigInt(this.icount + 1) + this.cycleOffset) >> 32n) << 32n | BigInt(low)) - BigInt(this.icount + 1)
           : BigInt.asUintN(64, v) - BigInt(this.icount + 1);
         return;
       case Csr.minstret:
         this.instretOffset = rv32
-          ? (((BigInt(this.icount) + this.instretOffset) >> 32n) << 32n | BigInt(low)) - BigInt(this.icount + 1)
+          ? (((BigInt(this.icount + 1) + this.instretOffset) >> 32n) << 32n | BigInt(low)) - BigInt(this.icount + 1)
           : BigInt.asUintN(64, v) - BigInt(this.icount + 1);
         return;
       default:
@@ -1475,12 +1479,12 @@ export class RiscvHart {
     if (rv32) {
       switch (csr) {
         case Csr.mcycleh: {
-          const cur = BigInt(this.icount) + this.cycleOffset;
+          const cur = BigInt(this.icount + 1) + this.cycleOffset;
           this.cycleOffset = ((BigInt(low) << 32n) | (cur & 0xffffffffn)) - BigInt(this.icount + 1);
           return;
         }
         case Csr.minstreth: {
-          const cur = BigInt(this.icount) + this.instretOffset;
+          const cur = BigInt(this.icount + 1) + this.instretOffset;
           this.instretOffset = ((BigInt(low) << 32n) | (cur & 0xffffffffn)) - BigInt(this.icount + 1);
           return;
         }
