@@ -207,7 +207,7 @@ export class Refcounts {
     const limit = this.highWater + count + MAX_SCAN_PAST_END;
     let c = this.freeHint;
     for (; c < limit; c++) {
-      const rc = c >= this.highWater ? 0 : yield* this.get(c);
+      const rc = yield* this.get(c);
       if (rc === 0) {
         if (run === 0) start = c;
         if (++run === count) break;
