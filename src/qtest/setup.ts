@@ -3,6 +3,8 @@ import type { MainLoop } from '../engine/main-loop.js';
 import type { GuestMemory } from '../engine/memory.js';
 import type { QtestIrqRegistry } from './irq-registry.js';
 import { QtestServer, type QtestExtension } from './server.js';
+import type { VirtMachine } from '../engine/hw/virt/machine.js';
+import { virtQtestDevices } from './virt.js';
 
 /** What `-qtest`, `-qtest-log` and `-accel qtest` ask for (the system layer fills it from argv). */
 export interface QtestConfig {
@@ -54,4 +56,9 @@ export function startQtest(machine: QtestMachineView, config: QtestConfig): Qtes
       log?.close();
     },
   };
+}
+
+/** `-M virt` with `-qtest`: the board's devices are reachable by their paths for IRQ intercepts. */
+export function startVirtQtest(machine: VirtMachine, config: QtestConfig): QtestSession {
+  return startQtest({ loop: machine.loop, memory: machine.as, irqs: virtQtestDevices(machine) }, config);
 }

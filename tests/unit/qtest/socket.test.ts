@@ -1,0 +1,56 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { HostLoop } from '../../../src/engine/host/host-loop.js';
+import { MainLoop } from '../../../src/engine/main-loop.js';
+import { QtestClient } from '../../../src/qtest/client.js';
+import { startVirtQtest } from '../../../src/qtest/setup.js';
+import { buildVirtMachine } from '../../../src/engine/hw/virt/machine.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'qtest-sock-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('qtest over a unix socket (chardev server mode, host loop)', () => {
+  it('serves commands, IRQ lines and long lines; logs in QEMU format; records inputs at the gate', async () => {
+    const loop = new MainLoop();
+    const machine = buildVirtMachine(loop);
+    const path = join(dir, 'qtest.sock');
+    const logPath = join(dir, 'qtest.log');
+    const session = startVirtQtest(machine, { chardev: `unix:${path},server=on,wait=off`, log: logPath, accelQtest: true });
+    const kinds: string[] = [];
+    loop.gate.observe((i) => kinds.push(i.kind));
+    const host = new HostLoop(loop);
+    const running = host.run();
+    const qt = await QtestClient.connect(`unix:${path}`);
+    expect(await qt.raw('endianness')).toBe('OK little');
+    await qt.writeq(0x8000_0000, 0x0123456789abcdefn);
+    expect(await qt.readq(0x8000_0000)).toBe(0x0123456789abcdefn);
+    // 256 KiB through one line each way
+    const big = new Uint8Array(256 * 1024).map((_, i) => (i * 31) & 0xff);
+    await qt.memwrite(0x8010_0000, big);
+    expect(Buffer.compare(await qt.bufread(0x8010_0000, big.length), big)).toBe(0);
+    expect(Buffer.compare(await qt.memread(0x8010_0000, big.length), big)).toBe(0);
+    await qt.irqInterceptOut('/machine/soc/clint@2000000');
+    await qt.writel(0x200_0000, 1);
+    expect(qt.getIrq(0)).toBe(true);
+    expect(await qt.clockStep(1_000_000)).toBe(1_000_000);
+    expect(await qt.raw('writel 0x80000000')).toBe('FAIL value: missing argument');
+    expect(await qt.raw('readb 0x80000000')).toBe('OK 0x00000000000000ef');
+    await qt.quit();
+    await new Promise((r) => setTimeout(r, 50));
+    host.stop();
+    await running;
+    session.close();
+    expect(kinds[0]).toBe('qtest-open');
+    expect(kinds.at(-1)).toBe('qtest-close');
+    expect(kinds.filter((k) => k === 'qtest')).toHaveLength(11);
+    const log = readFileSync(logPath, 'latin1').split('\n');
+    expect(log[0]).toBe('[I 0.000000] OPENED');
+    expect(log[1]).toBe('[R +0.000000] endianness');
+    expect(log[2]).toBe('[S +0.000000] OK little');
+    expect(log).toContain('[S +0.000000] IRQ raise 0');
+    expect(log).toContain('[S +0.001000] OK 1000000');
+    expect(log.at(-2)).toBe('[I +0.001000] CLOSED');
+  });
+});
