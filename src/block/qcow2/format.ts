@@ -319,11 +319,20 @@ function parseExtensions(buf: Uint8Array, h: Qcow2Header, clusterSize: number): 
 
 /** Serializes the header, its extensions and the backing file name into one buffer (the header cluster's used part). */
 export function serializeHeader(h: Qcow2Header): Uint8Array {
+  // The feature-name table is optional: QEMU leaves it out when it does not fit (512-byte clusters).
+  return serializeHeaderWith(h, true) ?? serializeHeaderWith(h, false) ?? fail();
+}
+
+function fail(): never {
+  throw new ImageError('ENOSPC', 'Header extensions and backing file name do not fit in the first cluster');
+}
+
+function serializeHeaderWith(h: Qcow2Header, featureTable: boolean): Uint8Array | null {
   const clusterSize = 2 ** h.clusterBits;
   const exts: HeaderExtension[] = [];
   const enc = new TextEncoder();
   if (h.backingFormat !== null) exts.push({ type: EXT_BACKING_FORMAT, data: enc.encode(h.backingFormat) });
-  if (h.version === 3) {
+  if (h.version === 3 && featureTable) {
     const table = new Uint8Array(FEATURE_NAMES.length * FEATURE_ENTRY_BYTES);
     FEATURE_NAMES.forEach((f, i) => {
       table[i * FEATURE_ENTRY_BYTES] = f.type;
@@ -347,7 +356,7 @@ export function serializeHeader(h: Qcow2Header): Uint8Array {
   const backing = h.backingFile !== null ? enc.encode(h.backingFile) : null;
   const backingOffset = backing !== null ? total : 0;
   if (backing !== null) total += backing.length;
-  if (total > clusterSize) throw new ImageError('ENOSPC', 'Header extensions and backing file name do not fit in the first cluster');
+  if (total > clusterSize) return null;
   const buf = new Uint8Array(total);
   setBe32(buf, 0, QCOW2_MAGIC);
   setBe32(buf, 4, h.version);
