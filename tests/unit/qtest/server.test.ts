@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { StampedInput } from '../../../src/engine/host/input-gate.js';
 import { QtestClient } from '../../../src/qtest/client.js';
 import { DEV_BASE, RAM_BASE, testMachine } from './test-machine.js';
 
@@ -154,5 +155,33 @@ describe('qtest client in-process', () => {
     expect(inputs[0]).toBe('qtest-open:null');
     expect(inputs[1]).toBe(`qtest:writel 0x${RAM_BASE.toString(16)} 0xdeadbeef`);
     expect(inputs.at(-1)).toBe('qtest-close:null');
+  });
+});
+
+describe('qtest sessions are recordable', () => {
+  it('inputs recorded at the gate replay to the same replies, IRQ lines and log on a fresh machine', () => {
+    const script = ['irq_intercept_out /machine/dev', `writel 0x${(DEV_BASE + 8).toString(16)} 700`, 'clock_step', 'writeq 0x80000010 0xabcdef', 'read 0x80000010 8', 'clock_step 33', 'bogus'];
+    const record = testMachine();
+    const recorded: StampedInput[] = [];
+    record.loop.gate.observe((i) => recorded.push(i));
+    const liveOut: string[] = [];
+    record.server.setOutput({ write: (t) => liveOut.push(t) });
+    record.loop.gate.offer({ channel: 'qtest', kind: 'qtest-open', data: null });
+    for (const line of script) record.loop.gate.offer({ channel: 'qtest', kind: 'qtest', data: line });
+    record.loop.gate.offer({ channel: 'qtest', kind: 'qtest-close', data: null });
+    record.loop.runUntilIdle();
+    expect(recorded).toHaveLength(script.length + 2);
+
+    const replay = testMachine();
+    let next = 0;
+    replay.loop.gate.replayFrom({ peek: () => recorded[next], take: () => recorded[next++]! });
+    const replayOut: string[] = [];
+    replay.server.setOutput({ write: (t) => replayOut.push(t) });
+    replay.loop.runUntilIdle();
+    expect(next).toBe(recorded.length);
+    expect(replayOut.join('')).toBe(liveOut.join(''));
+    expect(replayOut.join('')).toContain('IRQ raise 0\nOK 700\n');
+    expect(replay.log.text).toBe(record.log.text);
+    expect(replay.loop.trace.digestHex()).toBe(record.loop.trace.digestHex());
   });
 });
