@@ -12,7 +12,8 @@ export const NS_PER_TICK = 100;
  */
 export class SpikeClint implements MmioOps {
   private msip = 0;
-  private mtimecmp = 0xffffffffffffffffn;
+  /** QEMU's CLINT resets mtimecmp to 0, so MTIP is pending from the start. */
+  private mtimecmp = 0n;
   private readonly timer: Timer;
 
   constructor(
@@ -20,6 +21,7 @@ export class SpikeClint implements MmioOps {
     private readonly setLine: (bit: number, level: boolean) => void,
   ) {
     this.timer = loop.newTimer(ClockType.Virtual, 'clint.mtimecmp', () => this.update());
+    this.update();
   }
 
   mtime(): bigint {
