@@ -1,4 +1,4 @@
-import { AssertionError } from '../engine/assert.js';
+import { AssertionError, assert } from '../engine/assert.js';
 import type { GateInput, InputSink, StampedInput } from '../engine/host/input-gate.js';
 import type { MainLoop } from '../engine/main-loop.js';
 import type { GuestMemory } from '../engine/memory.js';
@@ -59,6 +59,9 @@ export interface QtestServerOptions {
   readonly extensions?: readonly QtestExtension[];
 }
 
+/** Inputs that may come due (in replay) while one command runs the loop. */
+const MAX_DEFERRED_INPUTS = 1 << 16;
+
 /** A malformed line: answered `FAIL <message>`, the server carries on. */
 class QtestCommandError extends Error {
   override readonly name = 'QtestCommandError';
@@ -96,6 +99,7 @@ export class QtestServer implements InputSink {
   private opened = false;
   private openNs = 0;
   private busy = false;
+  private readonly deferred: StampedInput[] = [];
   private interceptDevice: QtestDevice | null = null;
   private readonly irqLevels = new Map<number, boolean>();
   private commandsAnswered = 0;
@@ -144,6 +148,19 @@ export class QtestServer implements InputSink {
   }
 
   deliver(input: StampedInput): void {
+    // Replay delivers inputs at their recorded points without asking room(): a line recorded right
+    // after a clock_step can come due while that clock_step still runs the loop. It waits here and
+    // runs when the current command is done, which is where it ran when recorded.
+    if (this.busy) {
+      assert(this.deferred.length < MAX_DEFERRED_INPUTS, 'too many qtest inputs came due during one command');
+      this.deferred.push(input);
+      return;
+    }
+    this.handle(input);
+    for (let guard = 0; guard < MAX_DEFERRED_INPUTS && this.deferred.length > 0; guard++) this.handle(this.deferred.shift()!);
+  }
+
+  private handle(input: StampedInput): void {
     switch (input.kind) {
       case 'qtest-open':
         this.open();
