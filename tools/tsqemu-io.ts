@@ -65,7 +65,7 @@ function dumpBuffer(buf: Uint8Array, offset: number): void {
       if (i + j < buf.length) {
         const c = buf[i + j]!;
         line += `${c.toString(16).padStart(2, '0')} `;
-        chars += c < 0x20 || c > 0x7e ? '.' : String.fromCharCode(c);
+        chars += /[0-9A-Za-z]/.test(String.fromCharCode(c)) ? String.fromCharCode(c) : '.'; // isalnum, as qemu-io
       }
     }
     out(`${line} ${chars}`);

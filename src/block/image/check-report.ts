@@ -1,9 +1,10 @@
 /** How qemu-img check prints a result (human and JSON) and which exit code it returns. */
 import type { CheckResult } from '../qcow2/check.js';
 import type { Json } from './json.js';
+import { cFixed } from './size.js';
 
 function pct(n: number, d: number): string {
-  return (d === 0 ? 0 : (n * 100) / d).toFixed(2);
+  return cFixed(d === 0 ? 0 : (n * 100) / d, 2);
 }
 
 /** The summary block (dump_human_image_check). */

@@ -122,6 +122,8 @@ function* checkLocked(img: Qcow2Image, fix: CheckFix): Co<CheckResult> {
         incRange(d.offset, d.bytes);
         res.allocatedClusters++;
         res.compressedClusters++;
+        // QEMU counts compressed clusters as fragmented by nature (sub-sector, re-read sectors).
+        res.fragmentedClusters++;
         nextContiguous = 0;
         continue;
       }
