@@ -6,7 +6,7 @@ import { BdrvReq, BlkPerm, BlockStatus, newBlockStatusOut, type PreallocMode } f
 import { Errno } from './errno.js';
 import { type Errp, setErr } from './error.js';
 import { bdrvDirtyBitmapTruncate, bdrvHasReadonlyBitmaps, bdrvSetDirty } from './dirty-bitmap.js';
-import type { BdrvChild, BlockDriverState, TrackedRequest, WriteRequestInfo } from './node.js';
+import type { BdrvChild, BlockDriverState, TrackedRequest, WriteHook, WriteRequestInfo } from './node.js';
 
 declare module '../engine/trace.js' {
   interface TraceEventMap {
@@ -78,6 +78,9 @@ function decInFlight(bs: BlockDriverState): void {
   bs.inFlight--;
   if (bs.inFlight === 0) bs.graph.kickDrain();
 }
+
+/** Shared empty list: the common case (no hooks) allocates no copy per request. */
+const NO_HOOKS: readonly WriteHook[] = [];
 
 /** Bound on requests tracked per node: more means a leak, not a workload. */
 const MAX_TRACKED_REQUESTS = 1 << 16;
@@ -276,7 +279,7 @@ function* alignedPwritev(bs: BlockDriverState, offset: number, bytes: number, bu
   const isZero = (flags & BdrvReq.ZERO_WRITE) !== 0;
   const info: WriteRequestInfo = { bs, offset, bytes, flags, kind: isZero ? 'zero' : 'write' };
   let ret = 0;
-  for (const hook of bs.writeHooks.slice()) {
+  for (const hook of bs.writeHooks.length === 0 ? NO_HOOKS : bs.writeHooks.slice()) {
     if (hook.before === undefined) continue;
     ret = yield* hook.before(info);
     if (ret < 0) break;
@@ -301,7 +304,7 @@ function* alignedPwritev(bs: BlockDriverState, offset: number, bytes: number, bu
     for (const parent of bs.parents.slice()) parent.parent.resized?.(parent);
   }
   bdrvSetDirty(bs, offset, bytes);
-  for (const hook of bs.writeHooks.slice()) hook.after?.(info, ret);
+  for (const hook of bs.writeHooks.length === 0 ? NO_HOOKS : bs.writeHooks.slice()) hook.after?.(info, ret);
   return ret;
 }
 
@@ -438,7 +441,7 @@ export function* bdrvCoPdiscard(target: IoTarget, offset: number, bytes: number)
   const info: WriteRequestInfo = { bs, offset, bytes, flags: 0, kind: 'discard' };
   try {
     yield* waitSerialising(bs, req);
-    for (const hook of bs.writeHooks.slice()) {
+    for (const hook of bs.writeHooks.length === 0 ? NO_HOOKS : bs.writeHooks.slice()) {
       if (hook.before === undefined) continue;
       ret = yield* hook.before(info);
       if (ret < 0) break;
@@ -455,7 +458,7 @@ export function* bdrvCoPdiscard(target: IoTarget, offset: number, bytes: number)
       }
     }
     bdrvSetDirty(bs, offset, bytes);
-    for (const hook of bs.writeHooks.slice()) hook.after?.(info, ret);
+    for (const hook of bs.writeHooks.length === 0 ? NO_HOOKS : bs.writeHooks.slice()) hook.after?.(info, ret);
   } finally {
     untrack(bs, req);
     decInFlight(bs);
@@ -673,7 +676,7 @@ export function* bdrvCoTruncate(target: IoTarget, offset: number, exact: boolean
   let ret = 0;
   try {
     yield* waitSerialising(bs, req);
-    for (const hook of bs.writeHooks.slice()) {
+    for (const hook of bs.writeHooks.length === 0 ? NO_HOOKS : bs.writeHooks.slice()) {
       if (hook.before === undefined) continue;
       ret = yield* hook.before(info);
       if (ret < 0) break;
@@ -690,7 +693,7 @@ export function* bdrvCoTruncate(target: IoTarget, offset: number, exact: boolean
       bdrvDirtyBitmapTruncate(bs, newSize >= 0 ? newSize : offset);
       for (const parent of bs.parents.slice()) parent.parent.resized?.(parent);
     }
-    for (const hook of bs.writeHooks.slice()) hook.after?.(info, ret);
+    for (const hook of bs.writeHooks.length === 0 ? NO_HOOKS : bs.writeHooks.slice()) hook.after?.(info, ret);
   } finally {
     untrack(bs, req);
     decInFlight(bs);
