@@ -106,7 +106,10 @@ class LineOfferer {
 export interface QtestChardev {
   /** Where the server writes replies (to the connected client, if any). */
   readonly wire: QtestWire;
-  /** Resolves when a client is connected (immediately for stdio). */
+  /**
+   * Resolves when a client is connected (immediately for stdio); rejects with a QtestChardevError
+   * when the socket cannot be set up (the command line reports it and exits, as QEMU does).
+   */
   readonly connected: Promise<void>;
   /** Called when the client goes away (stdin EOF, socket closed). */
   onDisconnect: (() => void) | null;
@@ -158,7 +161,12 @@ function socketChardev(lines: LineOfferer, spec: Exclude<QtestChardevSpec, { kin
   let current: Socket | null = null;
   let listener: Server | null = null;
   let resolveConnected: () => void = () => {};
-  const connected = new Promise<void>((r) => (resolveConnected = r));
+  let rejectConnected: (e: Error) => void = () => {};
+  const connected = new Promise<void>((resolve, reject) => {
+    resolveConnected = resolve;
+    rejectConnected = reject;
+  });
+  const where = spec.kind === 'unix' ? spec.path : `${spec.host}:${spec.port}`;
   const chardev: QtestChardev = {
     wire: {
       write(text: string): void {
@@ -192,13 +200,16 @@ function socketChardev(lines: LineOfferer, spec: Exclude<QtestChardevSpec, { kin
   };
   if (spec.server) {
     listener = createServer(adopt);
+    listener.once('error', (e) => rejectConnected(new QtestChardevError(`-qtest: cannot listen on ${where}: ${e.message}`)));
     if (spec.kind === 'unix') listener.listen(spec.path);
     else listener.listen(spec.port, spec.host);
+    // wait=off: the machine runs before a client comes; nobody needs to await `connected`.
+    if (!spec.wait) connected.catch(() => undefined);
   } else {
     const socket = spec.kind === 'unix' ? createConnection({ path: spec.path }) : createConnection({ host: spec.host, port: spec.port });
     socket.once('connect', () => adopt(socket));
     socket.once('error', (e) => {
-      throw new QtestChardevError(`-qtest: cannot connect: ${e.message}`);
+      if (current === null) rejectConnected(new QtestChardevError(`-qtest: cannot connect to ${where}: ${e.message}`));
     });
   }
   return chardev;

@@ -156,6 +156,11 @@ export async function connectQtestSocket(address: string): Promise<QtestLineTran
   return new SocketTransport(socket, undefined, null, () => {}, () => '');
 }
 
+/** A transport over an already connected socket (e.g. one an emulator connected to). */
+export function socketTransport(socket: Socket): QtestLineTransport {
+  return new SocketTransport(socket, undefined, null, () => {}, () => '');
+}
+
 class SocketTransport implements QtestLineTransport {
   onData: ((text: string) => void) | null = null;
   onClose: ((reason: string) => void) | null = null;

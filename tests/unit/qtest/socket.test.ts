@@ -1,7 +1,10 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
+import { QtestChardevError, parseQtestChardev } from '../../../src/engine/host/qtest-chardev.js';
+import { socketTransport } from '../../../src/engine/host/qtest-process.js';
 import { HostLoop } from '../../../src/engine/host/host-loop.js';
 import { MainLoop } from '../../../src/engine/main-loop.js';
 import { QtestClient } from '../../../src/qtest/client.js';
@@ -52,5 +55,43 @@ describe('qtest over a unix socket (chardev server mode, host loop)', () => {
     expect(log).toContain('[S +0.000000] IRQ raise 0');
     expect(log).toContain('[S +0.001000] OK 1000000');
     expect(log.at(-2)).toBe('[I +0.001000] CLOSED');
+  });
+});
+
+describe('qtest chardev client mode and errors', () => {
+  it('unix:PATH without server=on connects to a listening client (how libqtest starts QEMU)', async () => {
+    const path = join(dir, 'listen.sock');
+    const listener = createServer();
+    await new Promise<void>((r) => listener.listen(path, r));
+    const accepted = new Promise<Socket>((r) => listener.once('connection', r));
+    const loop = new MainLoop();
+    const session = startVirtQtest(buildVirtMachine(loop), { chardev: `unix:${path}`, accelQtest: true });
+    const host = new HostLoop(loop);
+    const running = host.run();
+    await session.chardev.connected;
+    const qt = new QtestClient(socketTransport(await accepted));
+    expect(await qt.readl(0x1000_1000)).toBe(0x74726976);
+    expect(await qt.clockStep(5)).toBe(5);
+    await qt.quit();
+    host.stop();
+    await running;
+    session.close();
+    listener.close();
+  });
+
+  it('a socket that cannot be reached is a typed error, not a crash', async () => {
+    const loop = new MainLoop();
+    const session = startVirtQtest(buildVirtMachine(loop), { chardev: `unix:${join(dir, 'nobody.sock')}`, accelQtest: true });
+    await expect(session.chardev.connected).rejects.toThrow(/cannot connect to .*nobody\.sock/);
+    session.close();
+  });
+
+  it('parses QEMU chardev spellings', () => {
+    expect(parseQtestChardev('stdio')).toEqual({ kind: 'stdio' });
+    expect(parseQtestChardev('unix:/tmp/q,server=on,wait=off')).toEqual({ kind: 'unix', path: '/tmp/q', server: true, wait: false });
+    expect(parseQtestChardev('unix:/tmp/q,server,nowait')).toEqual({ kind: 'unix', path: '/tmp/q', server: true, wait: false });
+    expect(parseQtestChardev('tcp::4444,server=on')).toEqual({ kind: 'tcp', host: 'localhost', port: 4444, server: true, wait: true });
+    expect(() => parseQtestChardev('pty')).toThrow(QtestChardevError);
+    expect(() => parseQtestChardev('unix:/q,bogus=1')).toThrow(/unknown option/);
   });
 });
