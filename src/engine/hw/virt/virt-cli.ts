@@ -1,0 +1,74 @@
+import type { Chardev, QuitHandler } from '../../host/chardev-core.js';
+import { NullChardev } from '../../host/chardev-core.js';
+import { openChardev } from '../../host/chardev-open.js';
+import type { MainLoop } from '../../main-loop.js';
+import { type VirtDriveConfig, type VirtMachine, MachineConfigError, buildVirtMachine } from './machine.js';
+import { riscvCpuFactory } from './riscv-harts.js';
+import { parseIcountShift, parseSmp, resolveBios } from './virt-options.js';
+
+/** The command-line options the virt board consumes, as strings the way the user typed them. */
+export interface VirtCliOptions {
+  readonly memoryBytes: number;
+  readonly bios: string | null;
+  readonly kernel: string | null;
+  readonly append: string | null;
+  readonly initrd: string | null;
+  readonly smp: string | null;
+  readonly icount: string | null;
+  readonly nographic: boolean;
+  readonly nodefaults: boolean;
+  /** `-serial` specs in order (only the first is used: virt has one UART). */
+  readonly serial: readonly string[];
+  /** virtio-blk devices in `-device` order, their BlockBackends already opened by the block layer. */
+  readonly drives: readonly VirtDriveConfig[];
+  /** Modern virtio-mmio (`-global virtio-mmio.force-legacy=false`). */
+  readonly virtioModern?: boolean;
+  /** Ctrl-A x on a stdio console. */
+  readonly onQuit: QuitHandler;
+  /** `-accel qtest`: no CPU. */
+  readonly noCpu?: boolean;
+}
+
+/** What the command line holds while the VM runs. */
+export interface VirtSession {
+  readonly machine: VirtMachine;
+  readonly serial: Chardev;
+  /** The process's exit status once the guest powered off (null while it runs). */
+  readonly exitCode: number | null;
+  close(): void;
+}
+
+/**
+ * `-M virt` from command-line options: builds the board with the RISC-V hart and connects UART0
+ * to its chardev (QEMU's defaults: `-nographic` means `mon:stdio`, `-nodefaults` means none,
+ * otherwise the first `-serial`). The caller runs the main loop (HostLoop) until `exitCode` is set
+ * or the user quits.
+ */
+export function startVirtFromCli(loop: MainLoop, options: VirtCliOptions): VirtSession {
+  const serialSpec = options.serial[0] ?? (options.nographic ? 'mon:stdio' : options.nodefaults ? 'null' : 'null');
+  const smp = parseSmp(options.smp);
+  if (smp !== 1 && options.noCpu !== true) throw new MachineConfigError(`-smp ${smp}: the virt board runs one hart for now`);
+  const machine = buildVirtMachine(loop, {
+    ramSizeBytes: options.memoryBytes,
+    bios: resolveBios(options.bios),
+    kernel: options.kernel ?? undefined,
+    append: options.append ?? undefined,
+    initrd: options.initrd ?? undefined,
+    smp,
+    drives: options.drives,
+    virtioModern: options.virtioModern,
+    cpu: options.noCpu === true ? undefined : riscvCpuFactory({ icountShift: parseIcountShift(options.icount) }),
+  });
+  const serial = serialSpec === 'none' ? new NullChardev('serial0', 'serial0') : openChardev(serialSpec, loop.gate, { id: 'serial0', channel: 'serial0', onQuit: options.onQuit });
+  machine.uart.output = serial;
+  return {
+    machine,
+    serial,
+    get exitCode(): number | null {
+      return machine.shutdown?.kind === 'poweroff' ? machine.shutdown.exitCode : null;
+    },
+    close(): void {
+      serial.close();
+    },
+  };
+}

@@ -1,0 +1,54 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MainLoop } from '../../../src/engine/main-loop.js';
+import { startVirtFromCli } from '../../../src/engine/hw/virt/virt-cli.js';
+import { MachineConfigError } from '../../../src/engine/hw/virt/machine.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'virt-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const T0 = 5;
+const T1 = 6;
+const lui = (rd: number, imm20: number) => ((imm20 << 12) | (rd << 7) | 0x37) >>> 0;
+const addi = (rd: number, rs1: number, imm: number) => (((imm & 0xfff) << 20) | (rs1 << 15) | (rd << 7) | 0x13) >>> 0;
+const store = (f3: number, rs2: number, rs1: number, imm: number) => ((((imm >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | ((imm & 0x1f) << 7) | 0x23) >>> 0;
+
+/** A bare-metal "kernel": prints "OK\n" on UART0, then writes FAIL|code<<16 to the test finisher. */
+function kernel(exitCode: number): Uint8Array {
+  const insns = [
+    lui(T0, 0x10000),
+    addi(T1, 0, 0x4f), store(0, T1, T0, 0),
+    addi(T1, 0, 0x4b), store(0, T1, T0, 0),
+    addi(T1, 0, 0x0a), store(0, T1, T0, 0),
+    lui(T0, 0x100),
+    lui(T1, exitCode === 0 ? 0x5 : (exitCode << 4) | 3), addi(T1, T1, exitCode === 0 ? 0x555 : 0x333), store(2, T1, T0, 0),
+    0x0000006f, // j .
+  ];
+  const out = new Uint8Array(insns.length * 4);
+  const v = new DataView(out.buffer);
+  insns.forEach((insn, i) => v.setUint32(4 * i, insn, true));
+  return out;
+}
+
+describe('virt from command-line options', () => {
+  it.each([0, 3])('-bios none -kernel runs the kernel from the boot ROM and exits with its code %i', (code) => {
+    const kpath = join(dir, `k${code}.bin`);
+    const serial = join(dir, `serial${code}.txt`);
+    writeFileSync(kpath, kernel(code));
+    const loop = new MainLoop();
+    const session = startVirtFromCli(loop, { memoryBytes: 64 * 1024 * 1024, bios: 'none', kernel: kpath, append: null, initrd: null, smp: null, icount: null, nographic: false, nodefaults: false, serial: [`file:${serial}`], drives: [], onQuit: () => {} });
+    expect(session.machine.startAddr).toBe(0x8000_0000);
+    loop.runUntil(() => session.exitCode !== null, { untilNs: 1e8 });
+    session.close();
+    expect(session.exitCode).toBe(code);
+    expect(readFileSync(serial, 'utf8')).toBe('OK\n');
+  });
+
+  it('refuses what it cannot run', () => {
+    const base = { memoryBytes: 64 * 1024 * 1024, bios: 'none', kernel: null, append: null, initrd: null, icount: null, nographic: false, nodefaults: true, serial: [], drives: [], onQuit: () => {} };
+    expect(() => startVirtFromCli(new MainLoop(), { ...base, smp: '2' })).toThrow(MachineConfigError);
+    expect(() => startVirtFromCli(new MainLoop(), { ...base, smp: null, memoryBytes: 3 })).toThrow(MachineConfigError);
+  });
+});
