@@ -21,7 +21,8 @@ interface RunArgs {
 async function run(argv: RunArgs): Promise<number> {
   let text: string;
   try {
-    text = argv.script === '-' ? readFileSync(0, 'latin1') : readFileSync(argv.script, 'latin1');
+    // yargs hands a lone '-' over as ''
+    text = argv.script === '-' || argv.script === '' ? readFileSync(0, 'latin1') : readFileSync(argv.script, 'latin1');
   } catch (e) {
     process.stderr.write(`tsqemu-qtest: cannot read ${argv.script}: ${(e as Error).message}\n`);
     return 2;
@@ -54,7 +55,7 @@ async function run(argv: RunArgs): Promise<number> {
       }
       if (r.problem !== null) {
         problems++;
-        process.stderr.write(`${argv.script}:${r.step.line}: ${r.step.command.slice(0, 120)}: got '${r.reply}', ${r.problem}\n`);
+        process.stderr.write(`${argv.script === '' || argv.script === '-' ? '<stdin>' : argv.script}:${r.step.line}: ${r.step.command.slice(0, 120)}: got '${r.reply}', ${r.problem}\n`);
       }
     });
   } finally {

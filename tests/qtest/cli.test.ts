@@ -1,0 +1,45 @@
+// tsqemu-qtest as a command (needs the build: `npm test` builds first).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const root = join(import.meta.dirname, '..', '..');
+const bin = join(root, 'dist', 'tools', 'tsqemu-qtest.js');
+const scripts = join(root, 'tests', 'qtest', 'scripts');
+const built = existsSync(bin);
+let qemu = false;
+try {
+  execFileSync('qemu-system-riscv64', ['--version'], { stdio: 'ignore' });
+  qemu = true;
+} catch {
+  qemu = false;
+}
+
+function run(args: string[], input?: string) {
+  return spawnSync(process.execPath, [bin, ...args], { input, encoding: 'latin1', timeout: 30_000 });
+}
+
+describe.skipIf(!built)(`tsqemu-qtest run ${built ? '' : '(skipped: not built, run npm run build)'}`, () => {
+  it('prints the replies and exits 0 when every check holds', () => {
+    const r = run(['run', join(scripts, 'memory.qtest')]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe('OK little');
+    expect(r.stdout).toContain("FAIL Unknown command 'nonsense'\n");
+  });
+
+  it('exits 1 on a FAIL reply or a mismatched "# expect:", naming the line; reads stdin for "-"', () => {
+    const r = run(['run', '-'], 'readl 0x80000000\n# expect: OK 0x0000000000000001\nwritel 0x80000000\nendianness\n');
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('OK 0x0000000000000000\nFAIL value: missing argument\nOK little\n');
+    expect(r.stderr).toBe("<stdin>:1: readl 0x80000000: got 'OK 0x0000000000000000', expected 'OK 0x0000000000000001'\n<stdin>:3: writel 0x80000000: got 'FAIL value: missing argument', command failed\n");
+  });
+
+  it.skipIf(!qemu)(`runs the same script against real QEMU with --qemu ${qemu ? '' : '(skipped: qemu-system-riscv64 missing)'}`, () => {
+    const r = run(['run', join(scripts, 'virtio-mmio.qtest'), '--qemu']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe('OK 0x0000000074726976');
+  });
+});
