@@ -203,9 +203,14 @@ export class BlockBackend implements BdrvChildParent, NamedBackend {
     bdrvDrainedEnd(bs);
   }
 
-  private *enter(): Co<void> {
+  /** True when a new request must wait for the end of a drained section. */
+  private get mustQueue(): boolean {
+    return this.quiesceCounter > 0 && !this.disableRequestQueuing;
+  }
+
+  private *waitWhileDrained(): Co<void> {
     this.inFlight++;
-    if (this.quiesceCounter > 0 && !this.disableRequestQueuing) {
+    if (this.mustQueue) {
       // blk_wait_while_drained: a queued request does not count as in flight.
       this.inFlight--;
       this.graph.kickDrain();
@@ -238,7 +243,8 @@ export class BlockBackend implements BdrvChildParent, NamedBackend {
 
   /** blk_co_preadv: 0 or a negative errno. */
   *coPreadv(offset: number, bytes: number, buf: Uint8Array, flags = 0): Co<number> {
-    yield* this.enter();
+    if (this.mustQueue) yield* this.waitWhileDrained();
+    else this.inFlight++;
     try {
       const check = this.checkByteRequest(offset, bytes);
       if (check < 0) return check;
@@ -250,7 +256,8 @@ export class BlockBackend implements BdrvChildParent, NamedBackend {
 
   /** blk_co_pwritev: 0 or a negative errno (-EPERM without the write permission). */
   *coPwritev(offset: number, bytes: number, buf: Uint8Array, flags = 0): Co<number> {
-    yield* this.enter();
+    if (this.mustQueue) yield* this.waitWhileDrained();
+    else this.inFlight++;
     try {
       const check = this.checkByteRequest(offset, bytes);
       if (check < 0) return check;
@@ -262,7 +269,8 @@ export class BlockBackend implements BdrvChildParent, NamedBackend {
 
   /** blk_co_pwrite_zeroes. */
   *coPwriteZeroes(offset: number, bytes: number, flags = 0): Co<number> {
-    yield* this.enter();
+    if (this.mustQueue) yield* this.waitWhileDrained();
+    else this.inFlight++;
     try {
       const check = this.checkByteRequest(offset, bytes);
       if (check < 0) return check;
@@ -274,7 +282,8 @@ export class BlockBackend implements BdrvChildParent, NamedBackend {
 
   /** blk_co_pdiscard. */
   *coPdiscard(offset: number, bytes: number): Co<number> {
-    yield* this.enter();
+    if (this.mustQueue) yield* this.waitWhileDrained();
+    else this.inFlight++;
     try {
       const check = this.checkByteRequest(offset, bytes);
       if (check < 0) return check;
@@ -286,7 +295,8 @@ export class BlockBackend implements BdrvChildParent, NamedBackend {
 
   /** blk_co_flush (0 without medium, as QEMU: nothing to flush). */
   *coFlush(): Co<number> {
-    yield* this.enter();
+    if (this.mustQueue) yield* this.waitWhileDrained();
+    else this.inFlight++;
     try {
       if (!this.isAvailable) return -Errno.ENOMEDIUM;
       return yield* bdrvCoFlush(this.root!);
@@ -301,7 +311,8 @@ export class BlockBackend implements BdrvChildParent, NamedBackend {
       if (errp !== undefined) errp.error = new BlockError('No medium inserted');
       return -Errno.ENOMEDIUM;
     }
-    yield* this.enter();
+    if (this.mustQueue) yield* this.waitWhileDrained();
+    else this.inFlight++;
     try {
       return yield* bdrvCoTruncate(this.root!, offset, exact, prealloc, flags, errp);
     } finally {

@@ -10,7 +10,6 @@ import type { BdrvChild, BlockDriverState, TrackedRequest, WriteHook, WriteReque
 
 declare module '../engine/trace.js' {
   interface TraceEventMap {
-    'bdrv.req': { node: string; kind: string; offset: number; bytes: number; flags: number };
     'bdrv.req.done': { node: string; kind: string; offset: number; bytes: number; ret: number };
     'bdrv.drain': { node: string; begin: boolean; depth: number };
   }
@@ -87,7 +86,7 @@ const MAX_TRACKED_REQUESTS = 1 << 16;
 
 function track(bs: BlockDriverState, offset: number, bytes: number, kind: TrackedRequest['kind']): TrackedRequest {
   assert(bs.trackedRequests.length < MAX_TRACKED_REQUESTS, 'too many tracked requests');
-  const req: TrackedRequest = { seq: bs.requestSeq++, offset, bytes, overlapOffset: offset, overlapBytes: bytes, serialising: false, kind, done: false, waiters: new CoQueue() };
+  const req: TrackedRequest = { seq: bs.requestSeq++, offset, bytes, overlapOffset: offset, overlapBytes: bytes, serialising: false, kind, done: false, waiters: null };
   bs.trackedRequests.push(req);
   return req;
 }
@@ -97,7 +96,7 @@ function untrack(bs: BlockDriverState, req: TrackedRequest): void {
   assert(index >= 0, 'untrack of an unknown request');
   bs.trackedRequests.splice(index, 1);
   req.done = true;
-  req.waiters.restartAll();
+  req.waiters?.restartAll();
 }
 
 /** Widens the request's overlap range to `align` and makes it serialising (RMW, CBW). */
@@ -129,13 +128,10 @@ function* waitSerialising(bs: BlockDriverState, req: TrackedRequest): Co<void> {
       }
     }
     if (conflict === undefined) return;
+    conflict.waiters ??= new CoQueue();
     yield* conflict.waiters.wait();
   }
   assert(false, 'serialising wait does not terminate');
-}
-
-function traceReq(bs: BlockDriverState, kind: string, offset: number, bytes: number, flags: number): void {
-  bs.loop.trace.emit('bdrv.req', { node: bs.nodeName, kind, offset, bytes, flags });
 }
 
 function traceDone(bs: BlockDriverState, kind: string, offset: number, bytes: number, ret: number): void {
@@ -199,7 +195,6 @@ export function* bdrvCoPreadv(target: IoTarget, offset: number, bytes: number, b
   assert(buf.length === bytes, () => `read buffer of ${buf.length} bytes for a ${bytes}-byte request`);
   if (bytes === 0) return 0;
   incInFlight(bs);
-  traceReq(bs, 'read', offset, bytes, flags);
   const align = bs.requestAlignment;
   const start = alignDown(offset, align);
   const end = alignUp(offset + bytes, align);
@@ -333,7 +328,6 @@ function* doWrite(target: IoTarget, offset: number, bytes: number, buf: Uint8Arr
   if (bytes === 0) return 0;
   const kind = isZero ? 'zero' : 'write';
   incInFlight(bs);
-  traceReq(bs, kind, offset, bytes, flags);
   const align = bs.requestAlignment;
   const req = track(bs, offset, bytes, kind);
   if ((flags & BdrvReq.SERIALISING) !== 0) markSerialising(req, align);
@@ -436,7 +430,6 @@ export function* bdrvCoPdiscard(target: IoTarget, offset: number, bytes: number)
   if (ret < 0) return ret;
   if (bytes === 0 || !bs.discardUnmap || bs.drv.pdiscard === undefined) return 0;
   incInFlight(bs);
-  traceReq(bs, 'discard', offset, bytes, 0);
   const req = track(bs, offset, bytes, 'discard');
   const info: WriteRequestInfo = { bs, offset, bytes, flags: 0, kind: 'discard' };
   try {
@@ -482,7 +475,6 @@ export function* bdrvCoFlush(target: IoTarget): Co<number> {
   if (bs.closed) return -Errno.ENOMEDIUM;
   if (bs.readOnly) return 0;
   incInFlight(bs);
-  traceReq(bs, 'flush', 0, 0, 0);
   let ret = 0;
   try {
     const primary = bs.primaryChild;

@@ -146,8 +146,8 @@ export interface TrackedRequest {
   serialising: boolean;
   readonly kind: 'read' | 'write' | 'zero' | 'discard' | 'flush' | 'truncate';
   done: boolean;
-  /** Requests waiting for this one to finish. */
-  readonly waiters: CoQueue;
+  /** Requests waiting for this one to finish (created when the first one waits). */
+  waiters: CoQueue | null;
 }
 
 /** Per-node I/O statistics (a subset of query-blockstats). */
