@@ -1,6 +1,7 @@
 import { assert } from '../engine/assert.js';
 import type { Co } from '../engine/coroutine.js';
 import { BlockError } from './error.js';
+import type { BlockGraph } from './graph.js';
 import type { BlockDriverState } from './node.js';
 
 /** Smallest granularity (bytes) a bitmap may have. */
@@ -531,4 +532,43 @@ export function bdrvDirtyBitmapTruncate(bs: BlockDriverState, sizeBytes: number)
 /** bdrv_has_readonly_bitmaps: writes to the node fail with -EPERM while one exists. */
 export function bdrvHasReadonlyBitmaps(bs: BlockDriverState): boolean {
   return bs.dirtyBitmaps.some((bitmap) => bitmap.readonly);
+}
+
+/**
+ * block_dirty_bitmap_lookup: the bitmap `name` on node (or device) `node`. Throws
+ * "Node '<node>' not found" / "Dirty bitmap '<name>' not found".
+ */
+export function blockDirtyBitmapLookup(graph: BlockGraph, node: string, name: string): BdrvDirtyBitmap {
+  let bs: BlockDriverState;
+  try {
+    bs = graph.lookupBs(node, node);
+  } catch {
+    throw new BlockError(`Node '${node}' not found`);
+  }
+  const bitmap = bs.findDirtyBitmap(name);
+  if (bitmap === undefined) throw new BlockError(`Dirty bitmap '${name}' not found`);
+  return bitmap;
+}
+
+/** A merge source: a bitmap name on the target's node, or `{node, name}` anywhere. */
+export type BitmapMergeSource = string | { readonly node: string; readonly name: string };
+
+/**
+ * block-dirty-bitmap-merge: ORs every source into `target` (on `node`), all or nothing: the
+ * sources are collected into a scratch copy first, so a missing or busy source changes nothing.
+ * Returns the backup of the target for a transaction's abort.
+ */
+export function blockDirtyBitmapMerge(graph: BlockGraph, node: string, target: string, sources: readonly BitmapMergeSource[]): BitmapBackup {
+  const dest = blockDirtyBitmapLookup(graph, node, target);
+  const destError = dest.check(BitmapCheck.DEFAULT);
+  if (destError !== null) throw destError;
+  const scratch = new BdrvDirtyBitmap(null, null, dest.granularity, dest.sizeBytes);
+  for (const source of sources) {
+    const src = typeof source === 'string' ? blockDirtyBitmapLookup(graph, node, source) : blockDirtyBitmapLookup(graph, source.node, source.name);
+    const srcError = src.check(BitmapCheck.ALLOW_RO);
+    if (srcError !== null) throw srcError;
+    if (src.sizeBytes !== scratch.sizeBytes) throw new BlockError("Bitmaps are incompatible and can't be merged");
+    scratch.orFrom(src);
+  }
+  return bdrvMergeDirtyBitmap(dest, scratch);
 }

@@ -10,6 +10,8 @@ import {
   bdrvMergeDirtyBitmap,
   bdrvReclaimDirtyBitmap,
   bdrvRestoreDirtyBitmap,
+  blockDirtyBitmapLookup,
+  blockDirtyBitmapMerge,
   coBlockDirtyBitmapAdd,
   coBlockDirtyBitmapRemove,
   type DirtyBitmapAddOptions,
@@ -175,5 +177,26 @@ describe('dirty bitmaps', () => {
     b.truncate(MiB);
     expect(b.count).toBe(MiB / 2);
     expect(b.get(MiB - 1)).toBe(false);
+  });
+});
+
+describe('dirty bitmap lookup and merge (QMP helpers)', () => {
+  it("finds bitmaps and merges sources all or nothing with QEMU's messages", () => {
+    const { add, graph, loop } = setup();
+    const a = add({ name: 'a', granularity: 4096 });
+    const b = add({ name: 'b', granularity: 4096, disabled: true });
+    const other = graph.blockdevAdd({ driver: 'null-co', 'node-name': 'other', size: 4 * MiB });
+    const c = run(loop, coBlockDirtyBitmapAdd(other, { name: 'c', granularity: 65536 }));
+    expect(blockDirtyBitmapLookup(graph, 'disk', 'a')).toBe(a);
+    expect(thrown(() => blockDirtyBitmapLookup(graph, 'nope', 'a')).message).toBe("Node 'nope' not found");
+    expect(thrown(() => blockDirtyBitmapLookup(graph, 'disk', 'zz')).message).toBe("Dirty bitmap 'zz' not found");
+    b.setRange(0, 4096);
+    c.setRange(MiB, 1);
+    expect(thrown(() => blockDirtyBitmapMerge(graph, 'disk', 'a', ['b', 'missing'])).message).toBe("Dirty bitmap 'missing' not found");
+    expect(a.count).toBe(0);
+    const backup = blockDirtyBitmapMerge(graph, 'disk', 'a', ['b', { node: 'other', name: 'c' }]);
+    expect(a.count).toBe(4096 + 65536);
+    bdrvRestoreDirtyBitmap(backup);
+    expect(a.count).toBe(0);
   });
 });
