@@ -374,12 +374,26 @@ function cjOff(raw: number): number {
   return sext((b(12) << 11) | (b(8) << 10) | (((raw >>> 9) & 3) << 8) | (b(6) << 7) | (b(7) << 6) | (b(2) << 5) | (b(11) << 4) | (((raw >>> 3) & 7) << 1), 12);
 }
 
+const DC_BITS = 16;
+
 /** Decoded-instruction cache keyed by the raw bits (decoding is a pure function of them). */
 export class DecodeCache {
   private readonly map = new Map<number, Insn>();
+  /** Direct-mapped front: a typed-array tag check before the Map. */
+  private readonly tags = new Float64Array(1 << DC_BITS).fill(-1);
+  private readonly vals: Insn[] = new Array<Insn>(1 << DC_BITS);
   constructor(private readonly xlen: 32 | 64) {}
 
   get(raw: number): Insn {
+    const slot = (raw ^ (raw >>> 13) ^ (raw >>> 24)) & ((1 << DC_BITS) - 1);
+    if (this.tags[slot] === raw) return this.vals[slot]!;
+    const insn = this.slow(raw);
+    this.tags[slot] = raw;
+    this.vals[slot] = insn;
+    return insn;
+  }
+
+  private slow(raw: number): Insn {
     let insn = this.map.get(raw);
     if (insn === undefined) {
       insn = (raw & 3) === 3 ? decode32(raw | 0, this.xlen) : decode16(raw & 0xffff, this.xlen);

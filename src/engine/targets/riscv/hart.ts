@@ -38,6 +38,84 @@ const MSTATUS_WMASK = MS.SIE | MS.MIE | MS.SPIE | MS.MPIE | MS.SPP | MS.MPP | MS
 const IRQ_ORDER = [Irq.MEI, Irq.MSI, Irq.MTI, Irq.SEI, Irq.SSI, Irq.STI];
 const NAN_BOX = 0xffffffff00000000n;
 
+// ---- 64-bit integer arithmetic on int32 pairs (register i = xi[2i] low, xi[2i+1] high) ----------
+// No BigInt on the hot path: BigInt64Array element reads allocate.
+
+/** xi[rd] = (alo, ahi) + (blo, bhi). */
+export function add64(xi: Int32Array, rd: number, alo: number, ahi: number, blo: number, bhi: number): void {
+  const lo = (alo >>> 0) + (blo >>> 0);
+  xi[rd * 2 + 1] = (ahi + bhi + (lo > 0xffffffff ? 1 : 0)) | 0;
+  xi[rd * 2] = lo | 0;
+}
+
+export function sub64(xi: Int32Array, rd: number, rs1: number, rs2: number): void {
+  const lo = (xi[rs1 * 2]! >>> 0) - (xi[rs2 * 2]! >>> 0);
+  xi[rd * 2 + 1] = (xi[rs1 * 2 + 1]! - xi[rs2 * 2 + 1]! - (lo < 0 ? 1 : 0)) | 0;
+  xi[rd * 2] = lo | 0;
+}
+
+export function sll64(xi: Int32Array, rd: number, rs1: number, sh: number): void {
+  const lo = xi[rs1 * 2]!;
+  const hi = xi[rs1 * 2 + 1]!;
+  if (sh === 0) {
+    xi[rd * 2] = lo;
+    xi[rd * 2 + 1] = hi;
+  } else if (sh < 32) {
+    xi[rd * 2 + 1] = (hi << sh) | (lo >>> (32 - sh));
+    xi[rd * 2] = lo << sh;
+  } else {
+    xi[rd * 2 + 1] = lo << (sh - 32);
+    xi[rd * 2] = 0;
+  }
+}
+
+export function srl64(xi: Int32Array, rd: number, rs1: number, sh: number): void {
+  const lo = xi[rs1 * 2]!;
+  const hi = xi[rs1 * 2 + 1]!;
+  if (sh === 0) {
+    xi[rd * 2] = lo;
+    xi[rd * 2 + 1] = hi;
+  } else if (sh < 32) {
+    xi[rd * 2] = (lo >>> sh) | (hi << (32 - sh));
+    xi[rd * 2 + 1] = hi >>> sh;
+  } else {
+    xi[rd * 2] = hi >>> (sh - 32);
+    xi[rd * 2 + 1] = 0;
+  }
+}
+
+export function sra64(xi: Int32Array, rd: number, rs1: number, sh: number): void {
+  const lo = xi[rs1 * 2]!;
+  const hi = xi[rs1 * 2 + 1]!;
+  if (sh === 0) {
+    xi[rd * 2] = lo;
+    xi[rd * 2 + 1] = hi;
+  } else if (sh < 32) {
+    xi[rd * 2] = (lo >>> sh) | (hi << (32 - sh));
+    xi[rd * 2 + 1] = hi >> sh;
+  } else {
+    xi[rd * 2] = hi >> (sh - 32);
+    xi[rd * 2 + 1] = hi >> 31;
+  }
+}
+
+/** Signed (ahi:alo) < (bhi:blo). */
+export function lt64v(ahi: number, alo: number, bhi: number, blo: number): boolean {
+  return ahi < bhi || (ahi === bhi && alo >>> 0 < blo >>> 0);
+}
+
+export function ltu64v(ahi: number, alo: number, bhi: number, blo: number): boolean {
+  return ahi >>> 0 < bhi >>> 0 || (ahi === bhi && alo >>> 0 < blo >>> 0);
+}
+
+export function lt64(xi: Int32Array, a: number, b: number): boolean {
+  return lt64v(xi[a * 2 + 1]!, xi[a * 2]!, xi[b * 2 + 1]!, xi[b * 2]!);
+}
+
+export function ltu64(xi: Int32Array, a: number, b: number): boolean {
+  return ltu64v(xi[a * 2 + 1]!, xi[a * 2]!, xi[b * 2 + 1]!, xi[b * 2]!);
+}
+
 /**
  * One RISC-V hart: architectural state, MMU (Sv32/Sv39/Sv48 with a typed-array TLB), PMP, CSRs,
  * traps and an exact interpreter. Registers live in a BigInt64Array with an Int32Array alias (32-bit
@@ -708,6 +786,50 @@ export class RiscvHart {
     return BigInt.asUintN(64, r.value);
   }
 
+  /** 64-bit load straight into register rd (no BigInt on the fast path). */
+  loadPair(va: number, rd: number): void {
+    const vpn = Math.floor(va / PAGE);
+    const slot = TLB_SIZE + (vpn & (TLB_SIZE - 1));
+    const off = va - vpn * PAGE;
+    if (this.tlbTag[slot] === vpn && off + 8 <= PAGE) {
+      const idx = this.tlbBlock[slot]!;
+      if (idx >= 0) {
+        const view = this.views[idx]!;
+        const o = this.tlbPage[slot]! - this.blocks[idx]!.base + off;
+        const lo = view.getInt32(o, true);
+        const hi = view.getInt32(o + 4, true);
+        if (rd !== 0) {
+          this.xi[rd * 2] = lo;
+          this.xi[rd * 2 + 1] = hi;
+        }
+        return;
+      }
+    }
+    const v = this.load64(va);
+    if (rd !== 0) this.x[rd] = BigInt.asIntN(64, v);
+  }
+
+  /** 64-bit store of the pair (lo, hi). */
+  storePair(va: number, lo: number, hi: number): void {
+    const vpn = Math.floor(va / PAGE);
+    const slot = 2 * TLB_SIZE + (vpn & (TLB_SIZE - 1));
+    const off = va - vpn * PAGE;
+    if (this.tlbTag[slot] === vpn && off + 8 <= PAGE) {
+      const idx = this.tlbBlock[slot]!;
+      if (idx >= 0) {
+        const block = this.blocks[idx]!;
+        const view = this.views[idx]!;
+        const o = this.tlbPage[slot]! - block.base + off;
+        view.setInt32(o, lo, true);
+        view.setInt32(o + 4, hi, true);
+        if (block.onWrite !== undefined) block.onWrite(o, 8);
+        if (this.onCodeWrite !== null) this.onCodeWrite(block.base + o, 8);
+        return;
+      }
+    }
+    this.store64(va, (BigInt(hi) << 32n) | BigInt(lo >>> 0));
+  }
+
   storeN(va: number, size: 1 | 2 | 4, value: number): void {
     const vpn = Math.floor(va / PAGE);
     const slot = 2 * TLB_SIZE + (vpn & (TLB_SIZE - 1));
@@ -871,22 +993,22 @@ export class RiscvHart {
         break;
       }
       case Op.BEQ:
-        if (x[rs1] === x[rs2]) next = this.pcPlus(imm);
+        if (xi[rs1 * 2] === xi[rs2 * 2] && xi[rs1 * 2 + 1] === xi[rs2 * 2 + 1]) next = this.pcPlus(imm);
         break;
       case Op.BNE:
-        if (x[rs1] !== x[rs2]) next = this.pcPlus(imm);
+        if (xi[rs1 * 2] !== xi[rs2 * 2] || xi[rs1 * 2 + 1] !== xi[rs2 * 2 + 1]) next = this.pcPlus(imm);
         break;
       case Op.BLT:
-        if (x[rs1]! < x[rs2]!) next = this.pcPlus(imm);
+        if (lt64(xi, rs1, rs2)) next = this.pcPlus(imm);
         break;
       case Op.BGE:
-        if (x[rs1]! >= x[rs2]!) next = this.pcPlus(imm);
+        if (!lt64(xi, rs1, rs2)) next = this.pcPlus(imm);
         break;
       case Op.BLTU:
-        if (this.xu[rs1]! < this.xu[rs2]!) next = this.pcPlus(imm);
+        if (ltu64(xi, rs1, rs2)) next = this.pcPlus(imm);
         break;
       case Op.BGEU:
-        if (this.xu[rs1]! >= this.xu[rs2]!) next = this.pcPlus(imm);
+        if (!ltu64(xi, rs1, rs2)) next = this.pcPlus(imm);
         break;
       case Op.LB:
         this.setI32(rd, (this.loadN(this.ea(rs1, imm), 1) << 24) >> 24);
@@ -911,11 +1033,9 @@ export class RiscvHart {
         }
         break;
       }
-      case Op.LD: {
-        const v = this.load64(this.ea(rs1, imm));
-        if (rd !== 0) x[rd] = BigInt.asIntN(64, v);
+      case Op.LD:
+        this.loadPair(this.ea(rs1, imm), rd);
         break;
-      }
       case Op.SB:
         this.storeN(this.ea(rs1, imm), 1, xi[rs2 * 2]!);
         break;
@@ -926,64 +1046,82 @@ export class RiscvHart {
         this.storeN(this.ea(rs1, imm), 4, xi[rs2 * 2]!);
         break;
       case Op.SD:
-        this.store64(this.ea(rs1, imm), x[rs2]!);
+        this.storePair(this.ea(rs1, imm), xi[rs2 * 2]!, xi[rs2 * 2 + 1]!);
         break;
       case Op.ADDI:
-        if (rd !== 0) x[rd] = x[rs1]! + BigInt(imm);
+        if (rd !== 0) add64(xi, rd, xi[rs1 * 2]!, xi[rs1 * 2 + 1]!, imm, imm >> 31);
         break;
       case Op.SLTI:
-        this.setI32(rd, x[rs1]! < BigInt(imm) ? 1 : 0);
+        this.setI32(rd, lt64v(xi[rs1 * 2 + 1]!, xi[rs1 * 2]!, imm >> 31, imm) ? 1 : 0);
         break;
       case Op.SLTIU:
-        this.setI32(rd, this.xu[rs1]! < BigInt.asUintN(64, BigInt(imm)) ? 1 : 0);
+        this.setI32(rd, ltu64v(xi[rs1 * 2 + 1]!, xi[rs1 * 2]!, imm >> 31, imm) ? 1 : 0);
         break;
       case Op.XORI:
-        if (rd !== 0) x[rd] = x[rs1]! ^ BigInt(imm);
+        if (rd !== 0) {
+          xi[rd * 2 + 1] = xi[rs1 * 2 + 1]! ^ (imm >> 31);
+          xi[rd * 2] = xi[rs1 * 2]! ^ imm;
+        }
         break;
       case Op.ORI:
-        if (rd !== 0) x[rd] = x[rs1]! | BigInt(imm);
+        if (rd !== 0) {
+          xi[rd * 2 + 1] = xi[rs1 * 2 + 1]! | (imm >> 31);
+          xi[rd * 2] = xi[rs1 * 2]! | imm;
+        }
         break;
       case Op.ANDI:
-        if (rd !== 0) x[rd] = x[rs1]! & BigInt(imm);
+        if (rd !== 0) {
+          xi[rd * 2 + 1] = xi[rs1 * 2 + 1]! & (imm >> 31);
+          xi[rd * 2] = xi[rs1 * 2]! & imm;
+        }
         break;
       case Op.SLLI:
-        if (rd !== 0) x[rd] = x[rs1]! << BigInt(imm);
+        if (rd !== 0) sll64(xi, rd, rs1, imm);
         break;
       case Op.SRLI:
-        if (rd !== 0) x[rd] = BigInt.asIntN(64, this.xu[rs1]! >> BigInt(imm));
+        if (rd !== 0) srl64(xi, rd, rs1, imm);
         break;
       case Op.SRAI:
-        if (rd !== 0) x[rd] = x[rs1]! >> BigInt(imm);
+        if (rd !== 0) sra64(xi, rd, rs1, imm);
         break;
       case Op.ADD:
-        if (rd !== 0) x[rd] = x[rs1]! + x[rs2]!;
+        if (rd !== 0) add64(xi, rd, xi[rs1 * 2]!, xi[rs1 * 2 + 1]!, xi[rs2 * 2]!, xi[rs2 * 2 + 1]!);
         break;
       case Op.SUB:
-        if (rd !== 0) x[rd] = x[rs1]! - x[rs2]!;
+        if (rd !== 0) sub64(xi, rd, rs1, rs2);
         break;
       case Op.SLL:
-        if (rd !== 0) x[rd] = x[rs1]! << BigInt(xi[rs2 * 2]! & 63);
+        if (rd !== 0) sll64(xi, rd, rs1, xi[rs2 * 2]! & 63);
         break;
       case Op.SLT:
-        this.setI32(rd, x[rs1]! < x[rs2]! ? 1 : 0);
+        this.setI32(rd, lt64(xi, rs1, rs2) ? 1 : 0);
         break;
       case Op.SLTU:
-        this.setI32(rd, this.xu[rs1]! < this.xu[rs2]! ? 1 : 0);
+        this.setI32(rd, ltu64(xi, rs1, rs2) ? 1 : 0);
         break;
       case Op.XOR:
-        if (rd !== 0) x[rd] = x[rs1]! ^ x[rs2]!;
+        if (rd !== 0) {
+          xi[rd * 2 + 1] = xi[rs1 * 2 + 1]! ^ xi[rs2 * 2 + 1]!;
+          xi[rd * 2] = xi[rs1 * 2]! ^ xi[rs2 * 2]!;
+        }
         break;
       case Op.SRL:
-        if (rd !== 0) x[rd] = BigInt.asIntN(64, this.xu[rs1]! >> BigInt(xi[rs2 * 2]! & 63));
+        if (rd !== 0) srl64(xi, rd, rs1, xi[rs2 * 2]! & 63);
         break;
       case Op.SRA:
-        if (rd !== 0) x[rd] = x[rs1]! >> BigInt(xi[rs2 * 2]! & 63);
+        if (rd !== 0) sra64(xi, rd, rs1, xi[rs2 * 2]! & 63);
         break;
       case Op.OR:
-        if (rd !== 0) x[rd] = x[rs1]! | x[rs2]!;
+        if (rd !== 0) {
+          xi[rd * 2 + 1] = xi[rs1 * 2 + 1]! | xi[rs2 * 2 + 1]!;
+          xi[rd * 2] = xi[rs1 * 2]! | xi[rs2 * 2]!;
+        }
         break;
       case Op.AND:
-        if (rd !== 0) x[rd] = x[rs1]! & x[rs2]!;
+        if (rd !== 0) {
+          xi[rd * 2 + 1] = xi[rs1 * 2 + 1]! & xi[rs2 * 2 + 1]!;
+          xi[rd * 2] = xi[rs1 * 2]! & xi[rs2 * 2]!;
+        }
         break;
       case Op.ADDIW:
         this.setI32(rd, (xi[rs1 * 2]! + imm) | 0);
