@@ -1,5 +1,5 @@
 // Differential: the qtest scripts of tests/qtest/scripts against Debian's qemu-system-riscv64 (7.2)
-// and in-process tsqemu, reply by reply. Debian's QEMU has no -accel qtest (its CPU runs), so
+// and in-process tsqemu, reply by reply (IRQ lines included). Debian's QEMU has no -accel qtest (its CPU runs), so
 // scripts marked `# requires: accel-qtest` (time-dependent) are left out.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -41,8 +41,10 @@ describe.skipIf(!have)(`qtest scripts: tsqemu vs qemu-system-riscv64 ${have ? ''
 
       // The scripts' expectations are QEMU's answers.
       expect(qemuResults.filter((r) => r.problem !== null).map((r) => `${r.step.line}: ${r.step.command} -> ${r.reply}`)).toEqual([]);
+      // Everything each command produced: the IRQ lines it caused, then its reply.
+      const output = (r: (typeof qemuResults)[number]): string => [...r.irqs, r.reply].join('\n');
       const differences = qemuResults
-        .map((q, i) => ({ line: q.step.line, command: q.step.command, qemu: q.reply, tsqemu: ourResults[i]!.reply }))
+        .map((q, i) => ({ line: q.step.line, command: q.step.command, qemu: output(q), tsqemu: output(ourResults[i]!) }))
         .filter((d) => d.qemu !== d.tsqemu);
       const known = (KNOWN_DIVERGENCES[file] ?? []).map(({ line, command, qemu: q, tsqemu }) => ({ line, command, qemu: q, tsqemu }));
       expect(differences).toEqual(known);
