@@ -32,7 +32,53 @@ function kernel(exitCode: number): Uint8Array {
   return out;
 }
 
+const bne = (rs1: number, rs2: number, off: number) =>
+  ((((off >> 12) & 1) << 31) | (((off >> 5) & 0x3f) << 25) | (rs2 << 20) | (rs1 << 15) | (1 << 12) | (((off >> 1) & 0xf) << 8) | (((off >> 11) & 1) << 7) | 0x63) >>> 0;
+const A0 = 10;
+const T2 = 7;
+
+/** Every hart prints its id; hart 0 then waits a while and powers off, the others spin. */
+function smpKernel(): Uint8Array {
+  const insns = [
+    0xf1402573, // csrr a0, mhartid
+    addi(T1, A0, 0x30),
+    lui(T0, 0x10000),
+    store(0, T1, T0, 0),
+    bne(A0, 0, 32), // harts other than 0: to the spin at the end
+    addi(T2, 0, 2000),
+    addi(T2, T2, -1),
+    bne(T2, 0, -4),
+    lui(T0, 0x100),
+    lui(T1, 0x5),
+    addi(T1, T1, 0x555),
+    store(2, T1, T0, 0),
+    0x0000006f, // j .
+  ];
+  const out = new Uint8Array(insns.length * 4);
+  const v = new DataView(out.buffer);
+  insns.forEach((insn, i) => v.setUint32(4 * i, insn, true));
+  return out;
+}
+
 describe('virt from command-line options', () => {
+  it('-smp 3 runs every hart round-robin, deterministically', () => {
+    const kpath = join(dir, 'smp.bin');
+    writeFileSync(kpath, smpKernel());
+    const run = () => {
+      const serial = join(dir, 'smp.txt');
+      const loop = new MainLoop();
+      const session = startVirtFromCli(loop, { memoryBytes: 64 * 1024 * 1024, bios: 'none', kernel: kpath, append: null, initrd: null, smp: '3', icount: null, nographic: false, nodefaults: false, serial: [`file:${serial}`], drives: [], onQuit: () => {} });
+      loop.runUntil(() => session.exitCode !== null, { untilNs: 1e8 });
+      session.close();
+      return { code: session.exitCode, out: readFileSync(serial, 'utf8'), digest: loop.trace.digestHex(), icount: loop.cpu!.icount };
+    };
+    const a = run();
+    expect(a.code).toBe(0);
+    expect([...a.out].sort().join('')).toBe('012');
+    expect(a.icount).toBeGreaterThan(2 * 2000);
+    expect(run()).toEqual(a);
+  });
+
   it.each([0, 3])('-bios none -kernel runs the kernel from the boot ROM and exits with its code %i', (code) => {
     const kpath = join(dir, `k${code}.bin`);
     const serial = join(dir, `serial${code}.txt`);
@@ -48,7 +94,7 @@ describe('virt from command-line options', () => {
 
   it('refuses what it cannot run', () => {
     const base = { memoryBytes: 64 * 1024 * 1024, bios: 'none', kernel: null, append: null, initrd: null, icount: null, nographic: false, nodefaults: true, serial: [], drives: [], onQuit: () => {} };
-    expect(() => startVirtFromCli(new MainLoop(), { ...base, smp: '2' })).toThrow(MachineConfigError);
+    expect(() => startVirtFromCli(new MainLoop(), { ...base, smp: '9' })).toThrow(MachineConfigError);
     expect(() => startVirtFromCli(new MainLoop(), { ...base, smp: null, memoryBytes: 3 })).toThrow(MachineConfigError);
   });
 });

@@ -16,13 +16,21 @@ export interface RiscvHartsOptions {
   readonly icountShift?: number;
 }
 
+/** Virtual time each hart runs before the next one gets its turn (QEMU's round-robin quantum). */
+export const RR_QUANTUM_NS = 100_000;
+
 /**
- * Runs several harts as one CpuDriver, deterministically round-robin: each runnable hart gets a
- * quantum of virtual time in hart order, the clocks advancing with the instruction count of the
- * hart that runs (QEMU's single-threaded TCG round-robin, with icount).
+ * Runs several harts as one CpuDriver, deterministically round-robin: each runnable hart in turn
+ * runs for a quantum of virtual time. Virtual time is shared and advances with every hart's
+ * instructions (QEMU's single-threaded TCG with icount counts all vCPUs' instructions).
  */
 class RoundRobin implements CpuDriver {
-  constructor(private readonly cpus: readonly RiscvCpu[]) {}
+  private next = 0;
+
+  constructor(
+    private readonly cpus: readonly RiscvCpu[],
+    private readonly nowNs: () => number,
+  ) {}
 
   get runnable(): boolean {
     return this.cpus.some((c) => c.runnable);
@@ -34,8 +42,16 @@ class RoundRobin implements CpuDriver {
     return total;
   }
 
+  /** One turn: the next runnable hart (in hart order, wrapping) runs one quantum. */
   execute(untilNs: number): void {
-    for (const c of this.cpus) if (c.runnable) c.execute(untilNs);
+    const n = this.cpus.length;
+    for (let i = 0; i < n; i++) {
+      const cpu = this.cpus[(this.next + i) % n]!;
+      if (!cpu.runnable) continue;
+      this.next = (this.next + i + 1) % n;
+      cpu.execute(Math.min(untilNs, this.nowNs() + RR_QUANTUM_NS));
+      return;
+    }
   }
 }
 
@@ -59,7 +75,8 @@ export function riscvCpuFactory(options: RiscvHartsOptions = {}): CpuFactory & {
           reset: () => hart.reset(),
         });
       }
-      const driver: CpuDriver = cpus.length === 1 ? cpus[0]! : new RoundRobin(cpus);
+      const loop = contexts[0]!.loop;
+      const driver: CpuDriver = cpus.length === 1 ? cpus[0]! : new RoundRobin(cpus, () => loop.clocks.realtimeNs);
       return {
         harts,
         driver,

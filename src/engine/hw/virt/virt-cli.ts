@@ -2,7 +2,7 @@ import type { Chardev, QuitHandler } from '../../host/chardev-core.js';
 import { NullChardev } from '../../host/chardev-core.js';
 import { openChardev } from '../../host/chardev-open.js';
 import type { MainLoop } from '../../main-loop.js';
-import { type VirtDriveConfig, type VirtMachine, MachineConfigError, buildVirtMachine } from './machine.js';
+import { type VirtDriveConfig, type VirtMachine, buildVirtMachine } from './machine.js';
 import { riscvCpuFactory } from './riscv-harts.js';
 import { parseIcountShift, parseSmp, resolveBios } from './virt-options.js';
 
@@ -47,7 +47,6 @@ export interface VirtSession {
 export function startVirtFromCli(loop: MainLoop, options: VirtCliOptions): VirtSession {
   const serialSpec = options.serial[0] ?? (options.nographic ? 'mon:stdio' : options.nodefaults ? 'null' : 'null');
   const smp = parseSmp(options.smp);
-  if (smp !== 1 && options.noCpu !== true) throw new MachineConfigError(`-smp ${smp}: the virt board runs one hart for now`);
   const machine = buildVirtMachine(loop, {
     ramSizeBytes: options.memoryBytes,
     bios: resolveBios(options.bios),
