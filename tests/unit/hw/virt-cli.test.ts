@@ -60,7 +60,43 @@ function smpKernel(): Uint8Array {
   return out;
 }
 
+/** Prints R; on the first run sets a RAM marker and asks the test device for a reset; on the second powers off. */
+function resetKernel(): Uint8Array {
+  const lw = (rd: number, rs1: number) => ((rs1 << 15) | (2 << 12) | (rd << 7) | 0x03) >>> 0;
+  const auipc = (rd: number, imm20: number) => ((imm20 << 12) | (rd << 7) | 0x17) >>> 0;
+  const insns = [
+    lui(T0, 0x10000), addi(T1, 0, 0x52), store(0, T1, T0, 0),
+    auipc(T0, 0x100), lw(T1, T0), bne(T1, 0, 32),
+    addi(T1, 0, 1), store(2, T1, T0, 0),
+    lui(T0, 0x100), lui(T1, 0x7), addi(T1, T1, 0x777), store(2, T1, T0, 0),
+    0x0000006f,
+    lui(T0, 0x100), lui(T1, 0x5), addi(T1, T1, 0x555), store(2, T1, T0, 0),
+    0x0000006f,
+  ];
+  const out = new Uint8Array(insns.length * 4);
+  const v = new DataView(out.buffer);
+  insns.forEach((insn, i) => v.setUint32(4 * i, insn, true));
+  return out;
+}
+
 describe('virt from command-line options', () => {
+  it('a guest reset request (0x7777) resets the board and the harts start over', () => {
+    const kpath = join(dir, 'reset.bin');
+    const serial = join(dir, 'reset.txt');
+    writeFileSync(kpath, resetKernel());
+    const loop = new MainLoop();
+    const session = startVirtFromCli(loop, { memoryBytes: 64 * 1024 * 1024, bios: 'none', kernel: kpath, append: null, initrd: null, smp: null, icount: null, nographic: false, nodefaults: false, serial: [`file:${serial}`], drives: [], onQuit: () => {} });
+    const resets: string[] = [];
+    loop.trace.onEvent((e) => {
+      if (e.name === 'machine.reset') resets.push(String(e.fields['reason']));
+    });
+    loop.runUntil(() => session.exitCode !== null, { untilNs: 1e8 });
+    session.close();
+    expect(resets).toEqual(['guest']);
+    expect(session.exitCode).toBe(0);
+    expect(readFileSync(serial, 'utf8')).toBe('RR');
+  });
+
   it('-smp 3 runs every hart round-robin, deterministically', () => {
     const kpath = join(dir, 'smp.bin');
     writeFileSync(kpath, smpKernel());
