@@ -600,27 +600,35 @@ export const MAX_CHAIN_DEPTH = 1024;
 /**
  * bdrv_co_block_status_above: the status of [offset, offset+bytes) looking down from `top` to
  * `base` (exclusive unless `includeBase`; null base = the whole chain). The first layer where the
- * extent is allocated answers; past a shorter layer's end the data reads as zeroes; nowhere
- * allocated gives ret 0. pnum shrinks to the smallest extent seen on the way.
+ * extent is ALLOCATED answers; past the end of a shorter lower layer the data reads as zeroes
+ * allocated there; when no layer has it, the last layer's answer (without ALLOCATED) is returned.
+ * pnum shrinks to the smallest extent seen on the way.
  */
 export function* bdrvCoBlockStatusAbove(top: BlockDriverState, base: BlockDriverState | null, includeBase: boolean, wantZero: boolean, offset: number, bytes: number): Co<BlockStatusResult> {
-  let n = bytes;
-  let layer: BlockDriverState | null = top;
-  for (let depth = 0; layer !== null && depth < MAX_CHAIN_DEPTH; depth++) {
-    if (layer === base && !includeBase) break;
-    const result = yield* bdrvCoBlockStatus(layer, wantZero, offset, n);
+  let result = yield* bdrvCoBlockStatus(top, wantZero, offset, bytes);
+  if (result.ret < 0 || result.pnum === 0 || (result.ret & BlockStatus.ALLOCATED) !== 0 || top === base) return result;
+  const eof = (result.ret & BlockStatus.EOF) !== 0 ? offset + result.pnum : -1;
+  let n = result.pnum;
+  let layer = cowOrFiltered(top);
+  for (let depth = 0; layer !== null && (includeBase || layer !== base); depth++) {
+    if (depth >= MAX_CHAIN_DEPTH) return { ret: -Errno.ELOOP, pnum: 0, map: 0, file: null };
+    result = yield* bdrvCoBlockStatus(layer, wantZero, offset, n);
     if (result.ret < 0) return result;
-    if ((result.ret & BlockStatus.ALLOCATED) !== 0) return result;
     if (result.pnum === 0) {
-      // Past the end of this layer: nothing below shows through.
-      if (layer === top) return result;
-      return { ret: BlockStatus.ZERO | BlockStatus.ALLOCATED, pnum: n, map: 0, file: null };
+      // This layer is shorter: the zeroes past its end count as allocated here.
+      result = { ret: BlockStatus.ZERO | BlockStatus.ALLOCATED, pnum: n, map: 0, file: layer };
+      break;
     }
-    n = result.pnum;
+    if ((result.ret & BlockStatus.ALLOCATED) !== 0) {
+      result = { ...result, ret: result.ret & ~BlockStatus.EOF };
+      break;
+    }
     if (layer === base) break;
+    n = result.pnum;
     layer = cowOrFiltered(layer);
   }
-  return { ret: 0, pnum: n, map: 0, file: null };
+  if (offset + result.pnum === eof) result = { ...result, ret: result.ret | BlockStatus.EOF };
+  return result;
 }
 
 /** bdrv_is_allocated: `ret` 1 if allocated in `bs` itself, 0 if not, or a negative errno. */
