@@ -51,9 +51,9 @@ function fmtOpt(p: Parsed, key = 'f'): ImageFormat | null {
   return parseFormat(f);
 }
 
-function openTop(filename: string, opts: { format: ImageFormat | null; readOnly: boolean; noBacking?: boolean; forCheck?: boolean; bitmaps?: boolean }): ImageHandle {
+function openTop(filename: string, opts: { format: ImageFormat | null; readOnly: boolean; noBacking?: boolean; forCheck?: boolean; bitmaps?: boolean; unsafeCache?: boolean }): ImageHandle {
   try {
-    return run('open', openImage(filename, { format: opts.format, readOnly: opts.readOnly, noBacking: opts.noBacking ?? false, forCheck: opts.forCheck ?? false, bitmaps: opts.bitmaps ?? true, onMessage: (l) => process.stderr.write(l + '\n') }));
+    return run('open', openImage(filename, { format: opts.format, readOnly: opts.readOnly, noBacking: opts.noBacking ?? false, forCheck: opts.forCheck ?? false, bitmaps: opts.bitmaps ?? true, unsafeCache: opts.unsafeCache ?? false, onMessage: (l) => process.stderr.write(l + '\n') }));
   } catch (e) {
     if (e instanceof ImageError) throw new Fail(`Could not open '${filename}': ${e.message}`);
     throw e;
@@ -380,7 +380,9 @@ function cmdConvert(args: string[]): number {
     } else if (!existsSync(dstName)) {
       throw new Fail(`Could not open '${dstName}': No such file or directory`);
     }
-    const dst = openTop(dstName, { format: outFmt, readOnly: false, bitmaps: false });
+    // Like qemu-img, the target is written with cache=unsafe unless -t says otherwise.
+    const cache = last(p, 't') ?? 'unsafe';
+    const dst = openTop(dstName, { format: outFmt, readOnly: false, bitmaps: false, unsafeCache: cache === 'unsafe' });
     try {
       if (skipCreate && dst.sizeBytes() < size) throw new Fail('output file is smaller than input file');
       const bar = progress(has(p, 'p') && !quiet);

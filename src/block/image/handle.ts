@@ -175,6 +175,8 @@ export interface OpenImageOptions {
   /** Load persistent bitmaps (read/write qcow2 only); on by default for r/w opens. */
   readonly bitmaps?: boolean;
   readonly onMessage?: (line: string) => void;
+  /** cache=unsafe for the top image: no host flushes (qemu-img convert's target default). */
+  readonly unsafeCache?: boolean;
   /** Opens a file as ByteIO (tests pass memory files). Defaults to the host file system. */
   readonly openFile?: (path: string, readOnly: boolean) => ByteIO;
 }
@@ -213,7 +215,7 @@ interface Pending {
  * Could not open 'a.qcow2': No such file or directory".
  */
 export function* openImage(filename: string, opts: OpenImageOptions = {}): Co<ImageHandle> {
-  const openFile = opts.openFile ?? ((p: string, ro: boolean) => HostFileIO.open(p, { readOnly: ro }));
+  const openFile = opts.openFile ?? ((p: string, ro: boolean) => HostFileIO.open(p, { readOnly: ro, noFlush: opts.unsafeCache === true && p === filename }));
   const layers: Pending[] = [];
   const seen = new Set<string>();
   let path = filename;

@@ -23,12 +23,14 @@ export class HostFileIO implements ByteIO {
     readonly name: string,
     fd: number,
     readonly readOnly: boolean,
+    /** cache=unsafe: flushes are no-ops (qemu-img convert's default for its target). */
+    readonly noFlush: boolean,
   ) {
     this.fd = fd;
   }
 
   /** Opens an existing file; `create` makes (or truncates) it. Throws ImageError on failure. */
-  static open(path: string, opts: { readOnly?: boolean; create?: boolean } = {}): HostFileIO {
+  static open(path: string, opts: { readOnly?: boolean; create?: boolean; noFlush?: boolean } = {}): HostFileIO {
     const readOnly = opts.readOnly ?? false;
     try {
       const fd = openSync(path, opts.create === true ? 'w+' : readOnly ? 'r' : 'r+');
@@ -36,7 +38,7 @@ export class HostFileIO implements ByteIO {
         closeSync(fd);
         throw new ImageError('EINVAL', 'Is a directory');
       }
-      return new HostFileIO(path, fd, readOnly);
+      return new HostFileIO(path, fd, readOnly, opts.noFlush ?? false);
     } catch (e) {
       if (e instanceof ImageError) throw e;
       throw hostError(e);
@@ -93,7 +95,7 @@ export class HostFileIO implements ByteIO {
   }
 
   *flush(): Co<void> {
-    if (this.readOnly) return;
+    if (this.readOnly || this.noFlush) return;
     try {
       fsyncSync(this.fd);
     } catch (e) {
