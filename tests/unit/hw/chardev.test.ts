@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,5 +62,24 @@ describe('chardev backends', () => {
     expect(received.join('')).toBe('!');
     client.destroy();
     chr.close();
+  });
+});
+
+describe('pipe chardev', () => {
+  it('reads PATH.in and writes PATH.out when both exist', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'chr-'));
+    const base = join(dir, 'p');
+    writeFileSync(`${base}.in`, 'in!');
+    writeFileSync(`${base}.out`, '');
+    const gate = new InputGate();
+    const got: number[] = [];
+    gate.attach('s', { room: () => 100, deliver: (i) => got.push(...(i.data as Uint8Array)) });
+    const chr = openChardev(`pipe:${base}`, gate, { id: 's' });
+    chr.write(new TextEncoder().encode('out!'));
+    for (let i = 0; i < 50 && !gate.hasPending; i++) await new Promise((r) => setTimeout(r, 10));
+    gate.poll();
+    chr.close();
+    expect(String.fromCharCode(...got)).toBe('in!');
+    expect(readFileSync(`${base}.out`, 'utf8')).toBe('out!');
   });
 });

@@ -6,6 +6,13 @@ import { type VirtDriveConfig, type VirtMachine, buildVirtMachine } from './mach
 import { riscvCpuFactory } from './riscv-harts.js';
 import { parseIcountShift, parseSmp, resolveBios } from './virt-options.js';
 
+/**
+ * Main-loop tasks per HostLoop slice when a hart runs. Each CPU turn is up to 1 ms of virtual time
+ * (a million instructions at shift 0), so the host must look at stdin and sockets after a few of
+ * them or typed input waits for seconds (the default slice of 50 000 tasks suits CPU-less VMs).
+ */
+export const VIRT_HOST_SLICE_TASKS = 2;
+
 /** The command-line options the virt board consumes, as strings the way the user typed them. */
 export interface VirtCliOptions {
   readonly memoryBytes: number;
@@ -41,8 +48,8 @@ export interface VirtSession {
 /**
  * `-M virt` from command-line options: builds the board with the RISC-V hart and connects UART0
  * to its chardev (QEMU's defaults: `-nographic` means `mon:stdio`, `-nodefaults` means none,
- * otherwise the first `-serial`). The caller runs the main loop (HostLoop) until `exitCode` is set
- * or the user quits.
+ * otherwise the first `-serial`). The caller runs the main loop (`new HostLoop(loop,
+ * VIRT_HOST_SLICE_TASKS)`) until `exitCode` is set or the user quits, then exits with `exitCode`.
  */
 export function startVirtFromCli(loop: MainLoop, options: VirtCliOptions): VirtSession {
   const serialSpec = options.serial[0] ?? (options.nographic ? 'mon:stdio' : options.nodefaults ? 'null' : 'null');
