@@ -93,6 +93,27 @@ describe.skipIf(!haveQemuImg)('qcow2 and tools against qemu-img / qemu-io (needs
     expect(ours('img', 'compare', 'top.qcow2', 'qemu.raw').stdout).toBe('Images are identical.\n');
   });
 
+  for (const opts of ['compat=0.10', 'refcount_bits=1,cluster_size=4096', 'cluster_size=512', 'lazy_refcounts=on', 'refcount_bits=64,cluster_size=2M']) {
+    it(`QEMU's images with ${opts} read right in ours, and check/map/info agree`, () => {
+      const f = `q-${opts.replace(/[=,]/g, '_')}.qcow2`;
+      expect(qemu('qemu-img', 'create', '-f', 'qcow2', '-o', opts, f, '4M').status).toBe(0);
+      expect(qemu('qemu-io', ...ioArgs(script), f).status).toBe(0);
+      const rd = ours('io', '-r', ...ioArgs(verify), f);
+      expect(rd.stdout).not.toContain('verification failed');
+      expect(rd.status, rd.stdout + rd.stderr).toBe(0);
+      for (const args of [['info', '--output=json'], ['map', '--output=json'], ['check', '--output=json']]) {
+        const a = ours('img', ...args, f);
+        const b = qemu('qemu-img', ...args, f);
+        expect(a.status, a.stderr).toBe(b.status);
+        expect(JSON.parse(a.stdout)).toEqual(JSON.parse(b.stdout));
+      }
+      // And our writes on top of QEMU's metadata keep qemu-img check happy.
+      expect(ours('io', ...ioArgs(['write -P 0x5 2M 200k', 'discard 0 64k']), f).status).toBe(0);
+      const chk = qemu('qemu-img', 'check', f);
+      expect(chk.status, chk.stdout + chk.stderr).toBe(0);
+    });
+  }
+
   it('bitmaps we store are seen by QEMU, and writes through ours mark them', () => {
     ours('img', 'create', '-f', 'qcow2', 'bm.qcow2', '8M');
     expect(ours('img', 'bitmap', '--add', '-g', '64k', 'bm.qcow2', 'b1').status).toBe(0);
