@@ -1,5 +1,6 @@
 import { assert } from '../engine/assert.js';
 import type { Co } from '../engine/coroutine.js';
+import { Errno } from './errno.js';
 import { BlockError } from './error.js';
 import type { BlockGraph } from './graph.js';
 import type { BlockDriverState } from './node.js';
@@ -347,9 +348,9 @@ export function defaultBitmapGranularity(bs: BlockDriverState): number {
   return 65536;
 }
 
-/** "Granularity must be power of 2, and at least 512", or null. */
+/** "Granularity must be power of 2 and at least 512", or null. */
 export function checkGranularity(granularity: number): BlockError | null {
-  if (!isPowerOfTwo(granularity) || granularity < MIN_BITMAP_GRANULARITY) return new BlockError('Granularity must be power of 2, and at least 512');
+  if (!isPowerOfTwo(granularity) || granularity < MIN_BITMAP_GRANULARITY) return new BlockError('Granularity must be power of 2 and at least 512');
   if (granularity > MAX_BITMAP_GRANULARITY) return new BlockError(`Granularity must be at most ${MAX_BITMAP_GRANULARITY}`);
   return null;
 }
@@ -399,12 +400,11 @@ export function* coBlockDirtyBitmapAdd(bs: BlockDriverState, options: DirtyBitma
   if (granularityError !== null) throw granularityError;
   if (bs.findDirtyBitmap(options.name) !== undefined) throw new BlockError(`Bitmap already exists: ${options.name}`);
   if (options.persistent === true) {
+    // bdrv_can_store_new_dirty_bitmap: the driver explains its own refusal.
     const can = bs.drv.canStoreNewDirtyBitmap;
-    if (can === undefined) {
-      throw new BlockError(`Cannot store persistent bitmap '${options.name}' in node '${bs.nodeName}': Storing persistent dirty bitmaps is not supported by format '${bs.drv.formatName}'`);
-    }
+    if (can === undefined) throw BlockError.withErrno(`Can't store persistent bitmaps to ${bs.nodeName}`, Errno.ENOTSUP);
     const error = yield* can.call(bs.drv, bs, options.name, granularity);
-    if (error !== null) throw error.prepend(`Cannot store persistent bitmap '${options.name}' in node '${bs.nodeName}': `);
+    if (error !== null) throw error;
   }
   const bitmap = bdrvCreateDirtyBitmap(bs, granularity, options.name);
   bitmap.persistent = options.persistent === true;

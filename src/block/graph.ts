@@ -213,7 +213,8 @@ export class BlockGraph {
   /**
    * bdrv_attach_child: makes `bs` the child `name` of `parent`. A node parent's driver decides
    * the permissions (`childPerms`); other parents (BlockBackend, job) pass `perms`. Throws the
-   * permission conflict ("Conflicts with use by ... as '...', which does not allow 'write' on ...")
+   * permission conflict (QEMU 7.2's "Permission conflict on node 'n': permissions 'write' are both
+   * required by ... (uses node 'n' as 'root' child) and unshared by ... (uses node ...).")
    * and leaves the graph unchanged then.
    */
   attachChild(parent: BlockDriverState | BdrvChildParent, bs: BlockDriverState, name: string, role: number, perms?: ChildPerms): BdrvChild {

@@ -59,18 +59,25 @@ export function defaultChildPerms(bs: BlockDriverState, role: number, parentPerm
 const MAX_PERM_UPDATE_STEPS = 1 << 16;
 
 /**
- * Checks that no two parents of `bs` conflict, reading permissions through `get` (tentative
- * values). Returns QEMU's error for the first conflict.
+ * bdrv_parent_perms_conflict: checks that no parent of `bs` takes a permission another parent
+ * does not share, reading permissions through `get` (tentative values). Parents are visited
+ * newest first (QEMU inserts at the head of the list), so the message names the same users in
+ * the same roles as QEMU 7.2's.
  */
 function checkParents(bs: BlockDriverState, get: (c: BdrvChild) => ChildPerms): BlockError | null {
-  for (const a of bs.parents) {
+  const parents = bs.parents;
+  for (let i = parents.length - 1; i >= 0; i--) {
+    const a = parents[i]!;
     const pa = get(a);
-    for (const b of bs.parents) {
+    for (let j = parents.length - 1; j >= 0; j--) {
+      const b = parents[j]!;
       if (a === b) continue;
       const pb = get(b);
       const denied = pb.perm & ~pa.shared;
       if (denied !== 0) {
-        return new BlockError(`Conflicts with use by ${a.parent.parentDescription()} as '${a.name}', which does not allow '${permNames(denied)}' on ${bs.nodeName}`);
+        return new BlockError(
+          `Permission conflict on node '${bs.nodeName}': permissions '${permNames(denied)}' are both required by ${b.parent.parentDescription()} (uses node '${bs.nodeName}' as '${b.name}' child) and unshared by ${a.parent.parentDescription()} (uses node '${bs.nodeName}' as '${a.name}' child).`,
+        );
       }
     }
   }

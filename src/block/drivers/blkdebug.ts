@@ -69,8 +69,9 @@ function parseEvent(reader: OptionReader): BlkdebugEvent {
 
 function parseRules(opts: OptionReader): Rule[] {
   const rules: Rule[] = [];
-  opts.list('inject-error').forEach((item: BlockdevOptions, index) => {
-    const r = new OptionReader(item, `${opts.prefix}inject-error[${index}].`);
+  // QEMU reads the rules through QemuOpts: messages name the bare key ('event').
+  opts.list('inject-error').forEach((item: BlockdevOptions) => {
+    const r = new OptionReader(item);
     const event = parseEvent(r);
     const ruleState = r.int('state', 0, 0);
     const iotypeName = r.raw('iotype');
@@ -86,8 +87,8 @@ function parseRules(opts: OptionReader): Rule[] {
     r.finish();
     rules.push({ kind: 'inject', event, state: ruleState, errno, offset: sector >= 0 ? sector * 512 : -1, once, immediately, iotypeMask });
   });
-  opts.list('set-state').forEach((item: BlockdevOptions, index) => {
-    const r = new OptionReader(item, `${opts.prefix}set-state[${index}].`);
+  opts.list('set-state').forEach((item: BlockdevOptions) => {
+    const r = new OptionReader(item);
     const event = parseEvent(r);
     const ruleState = r.int('state', 0, 0);
     if (!r.has('new_state')) throw r.missing('new_state');

@@ -53,7 +53,9 @@ describe('copy-before-write', () => {
     expect(run(loop, device.coPwriteZeroes(4 * CLUSTER, 512))).toBe(0);
     expect(targetWrites).toHaveLength(3);
     // The target is owned by the filter: nobody else may write it.
-    expect(() => BlockBackend.withNode(graph, target, devicePerms(false))).toThrow(/Conflicts with use by node 'cbw' as 'target', which does not allow 'write' on tgt/);
+    expect(() => BlockBackend.withNode(graph, target, devicePerms(false))).toThrow(
+      "Permission conflict on node 'tgt': permissions 'write' are both required by node 'cbw' (uses node 'tgt' as 'target' child) and unshared by an unnamed block device (uses node 'tgt' as 'root' child).",
+    );
     bdrvCbwDrop(graph, filter);
     expect(device.bs).toBe(source);
     expect(graph.findNode('cbw')).toBeUndefined();

@@ -35,13 +35,13 @@ describe('permissions', () => {
     const bs = graph.blockdevAdd({ driver: 'raw', 'node-name': 'disk', file: { driver: 'null-co' } });
     const first = BlockBackend.withNode(graph, bs, { name: 'drive0', ...devicePerms(false) });
     expect(thrown(() => BlockBackend.withNode(graph, bs, { name: 'drive1', ...devicePerms(false) }))).toBe(
-      "Conflicts with use by block device 'drive0' as 'root', which does not allow 'write' on disk",
+      "Permission conflict on node 'disk': permissions 'write' are both required by block device 'drive0' (uses node 'disk' as 'root' child) and unshared by block device 'drive1' (uses node 'disk' as 'root' child).",
     );
     // The failed backend left no trace: its name is free again, a reader may attach.
     expect(graph.backends.has('drive1')).toBe(false);
     // A reader must share 'write' to join a writer (a job's backend does).
     expect(thrown(() => BlockBackend.withNode(graph, bs, { name: 'drive1', ...devicePerms(true) }))).toBe(
-      "Conflicts with use by block device 'drive1' as 'root', which does not allow 'write' on disk",
+      "Permission conflict on node 'disk': permissions 'write' are both required by block device 'drive0' (uses node 'disk' as 'root' child) and unshared by block device 'drive1' (uses node 'disk' as 'root' child).",
     );
     const reader = BlockBackend.withNode(graph, bs, { name: 'drive1', perm: BlkPerm.CONSISTENT_READ, shared: BlkPerm.ALL });
     expect(reader.root!.perm).toBe(BlkPerm.CONSISTENT_READ);
@@ -59,7 +59,7 @@ describe('permissions', () => {
     const b = graph.blockdevAdd({ driver: 'raw', 'node-name': 'b', file: 'proto' });
     BlockBackend.withNode(graph, a, { name: 'drive0', ...devicePerms(false) });
     expect(thrown(() => BlockBackend.withNode(graph, b, { name: 'drive1', ...devicePerms(false) }))).toBe(
-      "Conflicts with use by node 'a' as 'file', which does not allow 'write' on proto",
+      "Permission conflict on node 'proto': permissions 'write' are both required by node 'a' (uses node 'proto' as 'file' child) and unshared by node 'b' (uses node 'proto' as 'file' child).",
     );
   });
 
@@ -76,7 +76,9 @@ describe('permissions', () => {
     expect(run(loop, noWrite.coPdiscard(0, 512))).toBe(-Errno.EPERM);
     // setPerm is all or nothing.
     const other = BlockBackend.withNode(graph, rw, { perm: BlkPerm.CONSISTENT_READ, shared: BlkPerm.CONSISTENT_READ });
-    expect(thrown(() => noWrite.setPerm(BlkPerm.WRITE, BlkPerm.ALL))).toMatch(/^Conflicts with use by an unnamed block device as 'root', which does not allow 'write' on rw$/);
+    expect(thrown(() => noWrite.setPerm(BlkPerm.WRITE, BlkPerm.ALL))).toBe(
+      "Permission conflict on node 'rw': permissions 'write' are both required by an unnamed block device (uses node 'rw' as 'root' child) and unshared by an unnamed block device (uses node 'rw' as 'root' child).",
+    );
     expect(noWrite.root!.perm).toBe(BlkPerm.CONSISTENT_READ);
     other.dispose();
     noWrite.setPerm(BlkPerm.WRITE | BlkPerm.CONSISTENT_READ, BlkPerm.ALL);
