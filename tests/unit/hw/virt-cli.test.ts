@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -132,5 +132,27 @@ describe('virt from command-line options', () => {
     const base = { memoryBytes: 64 * 1024 * 1024, bios: 'none', kernel: null, append: null, initrd: null, icount: null, nographic: false, nodefaults: true, serial: [], drives: [], onQuit: () => {} };
     expect(() => startVirtFromCli(new MainLoop(), { ...base, smp: '9' })).toThrow(MachineConfigError);
     expect(() => startVirtFromCli(new MainLoop(), { ...base, smp: null, memoryBytes: 3 })).toThrow(MachineConfigError);
+  });
+});
+
+const FW_ELF = '/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.elf';
+
+describe.skipIf(!existsSync(FW_ELF))('ELF images (needs Debian opensbi)', () => {
+  it('loads -bios as an ELF at its own addresses and starts at its entry (OpenSBI fw_dynamic.elf prints its banner)', () => {
+    const serial = join(dir, 'elf.txt');
+    const kpath = join(dir, 'elf-kernel.bin');
+    writeFileSync(kpath, kernel(0));
+    const loop = new MainLoop();
+    const session = startVirtFromCli(loop, { memoryBytes: 64 * 1024 * 1024, bios: FW_ELF, kernel: kpath, append: null, initrd: null, smp: null, icount: null, nographic: false, nodefaults: false, serial: [`file:${serial}`], drives: [], onQuit: () => {} });
+    expect(session.machine.startAddr).toBe(0x8000_0000);
+    expect(session.machine.kernelAddr).toBe(0x8020_0000);
+    // fw_dynamic takes the kernel address from fw_dynamic_info (a2), boots it in S-mode, and the kernel powers off.
+    loop.runUntil(() => session.exitCode !== null, { untilNs: 1e9 });
+    session.close();
+    const out = readFileSync(serial, 'utf8');
+    expect(out).toContain('OpenSBI v1.1');
+    expect(out).toContain('Domain0 Next Address      : 0x0000000080200000');
+    expect(out.endsWith('OK\n')).toBe(true);
+    expect(session.exitCode).toBe(0);
   });
 });

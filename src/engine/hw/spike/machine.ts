@@ -17,6 +17,8 @@ export interface SpikeOptions {
   readonly icountShift?: number;
   /** `-accel tcg,jit=off` forces the interpreter. */
   readonly jit?: boolean;
+  /** Executions before code is translated (tests lower it to exercise the translator). */
+  readonly jitThreshold?: number;
   /** Console output (HTIF putchar and the `write` syscall proxy). */
   readonly console?: (bytes: Uint8Array) => void;
 }
@@ -50,6 +52,8 @@ export class SpikeMachine {
       memory: this.bus,
       icountShift: options.icountShift,
       readTime: null, // QEMU's spike machine provides no time CSR
+      jit: options.jit,
+      jitThreshold: options.jitThreshold,
     });
     const hart = this.cpu.hart;
     this.clint = new SpikeClint(loop, (bit, level) => hart.setInterruptLine(bit, level));

@@ -11,6 +11,7 @@ import { GoldfishRtc } from '../rtc/goldfish-rtc.js';
 import { VirtioBlk, type VirtioBlkBackend } from '../virtio/virtio-blk.js';
 import { VirtioMmio } from '../virtio/virtio-mmio.js';
 import { buildResetVector } from './boot-rom.js';
+import { ElfError, isElf, parseElf } from '../loader/elf.js';
 import { MiB, VIRTIO_COUNT, VIRTIO_IRQ, VIRT_DEFAULT_RAM_BYTES, VIRT_MEMMAP, VIRT_RTC_IRQ, VIRT_UART0_IRQ } from './memmap.js';
 import { buildVirtFdt } from './virt-fdt.js';
 
@@ -205,25 +206,32 @@ export class VirtMachine {
     as.addRam('riscv_virt_board.ram', M.dram.base, ram);
     const bios = config.bios ?? 'none';
     const biosBytes = bios === 'none' ? null : loadImage(bios, 'firmware');
-    if (biosBytes !== null) this.addImage(FIRMWARE_BASE, biosBytes, 'firmware');
-    // riscv_calc_kernel_start_addr (RV64): the firmware's end rounded up to 2 MiB.
-    const firmwareEnd = FIRMWARE_BASE + (biosBytes?.length ?? 0);
-    this.kernelAddr = biosBytes === null ? FIRMWARE_BASE : Math.ceil(firmwareEnd / (2 * MiB)) * 2 * MiB;
-    let kernelEnd = this.kernelAddr;
-    if (config.kernel !== undefined) {
-      const kernel = loadImage(config.kernel, 'kernel');
-      this.addImage(this.kernelAddr, kernel, 'kernel');
-      kernelEnd = this.kernelAddr + kernel.length;
+    let firmwareEnd: number = FIRMWARE_BASE;
+    let firmwareEntry: number = FIRMWARE_BASE;
+    if (biosBytes !== null) {
+      const placed = this.placeImage(FIRMWARE_BASE, biosBytes, 'firmware');
+      firmwareEnd = placed.end;
+      firmwareEntry = placed.entry;
     }
+    // riscv_calc_kernel_start_addr (RV64): the firmware's end rounded up to 2 MiB.
+    const kernelBase = biosBytes === null ? FIRMWARE_BASE : Math.ceil(firmwareEnd / (2 * MiB)) * 2 * MiB;
+    let kernelEntry = kernelBase;
+    let kernelEnd = kernelBase;
+    if (config.kernel !== undefined) {
+      const placed = this.placeImage(kernelBase, loadImage(config.kernel, 'kernel'), 'kernel');
+      kernelEntry = placed.entry;
+      kernelEnd = placed.end;
+    }
+    this.kernelAddr = kernelEntry;
     let initrd: { start: number; end: number } | undefined;
     if (config.initrd !== undefined) {
       const bytes = loadImage(config.initrd, 'initrd');
       // riscv_load_initrd: far enough above the kernel that unpacking it does not clobber the initrd.
-      const start = Math.max(kernelEnd, this.kernelAddr + Math.min(ram / 2, 128 * MiB));
+      const start = Math.max(kernelEnd, kernelEntry + Math.min(ram / 2, 128 * MiB));
       this.addImage(start, bytes, 'initrd');
       initrd = { start, end: start + bytes.length };
     }
-    this.startAddr = biosBytes === null ? this.kernelAddr : FIRMWARE_BASE;
+    this.startAddr = biosBytes === null ? kernelEntry : firmwareEntry;
 
     const rngSeed = new Uint8Array(32);
     loop.rng.stream('virt.fdt.rng-seed').fill(rngSeed);
@@ -267,9 +275,34 @@ export class VirtMachine {
     this.resetHarts();
   }
 
+  /** Loads a raw image at `addr`, or an ELF image at its own physical addresses. */
+  private placeImage(addr: number, bytes: Uint8Array, what: string): { entry: number; end: number } {
+    if (!isElf(bytes)) {
+      this.addImage(addr, bytes, what);
+      return { entry: addr, end: addr + bytes.length };
+    }
+    let elf;
+    try {
+      elf = parseElf(bytes);
+    } catch (e) {
+      if (e instanceof ElfError) throw new MachineConfigError(`${what}: ${e.message}`);
+      throw e;
+    }
+    if (elf.xlen !== 64) throw new MachineConfigError(`${what}: a 32-bit ELF image cannot run on the rv64 virt board`);
+    let end = 0;
+    for (const seg of elf.segments) {
+      const image = new Uint8Array(seg.memSizeBytes);
+      image.set(seg.data.subarray(0, Math.min(seg.data.length, seg.memSizeBytes)));
+      this.addImage(seg.paddr, image, what);
+      end = Math.max(end, seg.paddr + seg.memSizeBytes);
+    }
+    if (elf.segments.length === 0) throw new MachineConfigError(`${what}: the ELF image has nothing to load`);
+    return { entry: elf.entry, end };
+  }
+
   private addImage(addr: number, bytes: Uint8Array, what: string): void {
     const block = this.as.ramAt(addr);
-    if (block === undefined || addr + bytes.length > block.base + block.sizeBytes) {
+    if (block === undefined || block.readonly || addr + bytes.length > block.base + block.sizeBytes) {
       throw new MachineConfigError(`${what} (${bytes.length} bytes at 0x${addr.toString(16)}) does not fit in RAM`);
     }
     this.images.push({ addr, bytes });
