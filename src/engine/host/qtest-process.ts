@@ -32,7 +32,7 @@ export interface QtestProcessOptions {
   readonly binary?: string;
   /** Arguments placed before `args` (e.g. the script for `node`). */
   readonly binaryArgs?: readonly string[];
-  /** Open a QMP side channel (`-qmp unix:PATH`, the emulator connects to us). */
+  /** Open a QMP side channel (`-qmp unix:PATH,server=on,wait=off`; we connect once it listens). */
   readonly qmp?: boolean;
   /** `-qtest-log FILE` for the child. */
   readonly qtestLog?: string;
@@ -102,6 +102,25 @@ function acceptOne(server: Server, child: ChildProcess, timeoutMs: number, what:
   });
 }
 
+/** Connects to a unix socket the child creates (retrying until it exists), or fails on its exit/timeout. */
+async function connectWhenListening(path: string, child: ChildProcess, timeoutMs: number, stderrTail: () => string): Promise<Socket> {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 0; attempt < 100_000; attempt++) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new QtestSpawnError(`qmp: the emulator exited before its QMP socket was ready${stderrTail()}`);
+    try {
+      return await new Promise<Socket>((resolvePromise, reject) => {
+        const s = createConnection({ path });
+        s.once('connect', () => resolvePromise(s));
+        s.once('error', reject);
+      });
+    } catch {
+      if (Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+  throw new QtestSpawnError(`qmp: ${path} did not accept connections within ${timeoutMs} ms${stderrTail()}`);
+}
+
 function listen(path: string): Promise<Server> {
   return new Promise((resolvePromise, reject) => {
     const server = createServer();
@@ -116,10 +135,9 @@ export async function spawnQtestProcess(args: readonly string[], options: QtestP
   const qtestPath = join(dir, 'qtest.sock');
   const qmpPath = join(dir, 'qmp.sock');
   const qtestServer = await listen(qtestPath);
-  const qmpServer = options.qmp === true ? await listen(qmpPath) : null;
   const [program, ...programArgs] = options.binary !== undefined ? [options.binary, ...(options.binaryArgs ?? [])] : tsqemuCommand();
   const childArgs = [...programArgs, ...args, '-qtest', `unix:${qtestPath}`];
-  if (qmpServer !== null) childArgs.push('-qmp', `unix:${qmpPath}`);
+  if (options.qmp === true) childArgs.push('-qmp', `unix:${qmpPath},server=on,wait=off`);
   if (options.qtestLog !== undefined) childArgs.push('-qtest-log', options.qtestLog);
   const child = spawn(program, childArgs, { stdio: ['ignore', 'ignore', options.stderr === 'inherit' ? 'inherit' : 'pipe'] });
   let stderr = '';
@@ -129,13 +147,12 @@ export async function spawnQtestProcess(args: readonly string[], options: QtestP
   const stderrTail = (): string => (stderr === '' ? '' : `\n--- emulator stderr ---\n${stderr}`);
   const cleanupDir = (): void => {
     qtestServer.close();
-    qmpServer?.close();
     rmSync(dir, { recursive: true, force: true });
   };
   const timeoutMs = options.connectTimeoutMs ?? 20_000;
   try {
     const qtestSocket = await acceptOne(qtestServer, child, timeoutMs, 'qtest', stderrTail);
-    const qmpSocket = qmpServer === null ? null : await acceptOne(qmpServer, child, timeoutMs, 'qmp', stderrTail);
+    const qmpSocket = options.qmp === true ? await connectWhenListening(qmpPath, child, timeoutMs, stderrTail) : null;
     const qmp = qmpSocket === null ? undefined : await QmpSocketClient.start(qmpSocket);
     return new SocketTransport(qtestSocket, qmp, child, cleanupDir, stderrTail);
   } catch (e) {
