@@ -99,6 +99,18 @@ describe('virt machine', () => {
     expect(() => buildVirtMachine(new MainLoop(), { bios: '/nonexistent/fw.bin' })).toThrow(MachineConfigError);
   });
 
+  it('loads an initrd above the kernel and describes it in /chosen', () => {
+    const initrd = new Uint8Array(4096).fill(0x77);
+    const m = buildVirtMachine(new MainLoop(), { ramSizeBytes: 256 * 1024 * 1024, bios: new Uint8Array(1000), kernel: new Uint8Array(1000), initrd, append: 'root=/dev/ram' });
+    const start = 0x8020_0000 + 128 * 1024 * 1024;
+    expect(m.as.load(start, 4).value).toBe(0x77777777);
+    if (!haveDtc) return;
+    const text = dts(m.dtb);
+    expect(text).toContain(`linux,initrd-start = <0x00 ${'0x' + start.toString(16)}>;`);
+    expect(text).toContain(`linux,initrd-end = <0x00 ${'0x' + (start + 4096).toString(16)}>;`);
+    expect(text).toContain('bootargs = "root=/dev/ram";');
+  });
+
   it('is deterministic: same seed, same DTB (rng-seed included)', () => {
     const a = buildVirtMachine(new MainLoop({ seed: 7 })).dtb;
     const b = buildVirtMachine(new MainLoop({ seed: 7 })).dtb;
