@@ -111,10 +111,9 @@ export class OptionReader {
       return value;
     }
     if (typeof value === 'string') {
+      // Command-line keyval gives strings ("1G"); anything else is QMP's type error.
       const parsed = parseSize(value);
-      if (parsed === undefined) {
-        throw new BlockError(`Parameter '${this.name(key)}' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.`);
-      }
+      if (parsed === undefined) throw this.invalidType(key, 'integer');
       return parsed;
     }
     throw this.invalidType(key, 'size');

@@ -61,24 +61,26 @@ function state(bs: BlockDriverState): BlkdebugState {
 /** Most rules one blkdebug node takes. */
 const MAX_RULES = 4096;
 
+// QEMU checks the rule members through QAPI (messages carry the path, "set-state[0].new_state")
+// but parses the enums itself (messages name the bare key, "event").
 function parseEvent(reader: OptionReader): BlkdebugEvent {
   const name = reader.str('event', true);
-  if (!isBlkdebugEvent(name)) throw new BlockError(`Parameter '${reader.prefix}event' does not accept value '${name}'`);
+  if (!isBlkdebugEvent(name)) throw new BlockError(`Parameter 'event' does not accept value '${name}'`);
   return name;
 }
 
 function parseRules(opts: OptionReader): Rule[] {
   const rules: Rule[] = [];
-  // QEMU reads the rules through QemuOpts: messages name the bare key ('event').
-  opts.list('inject-error').forEach((item: BlockdevOptions) => {
-    const r = new OptionReader(item);
+  opts.list('inject-error').forEach((item: BlockdevOptions, index) => {
+    const r = new OptionReader(item, `${opts.prefix}inject-error[${index}].`);
     const event = parseEvent(r);
     const ruleState = r.int('state', 0, 0);
     const iotypeName = r.raw('iotype');
     let iotypeMask = DEFAULT_IOTYPE_MASK;
     if (iotypeName !== undefined) {
-      const iotype = r.enumOf('iotype', BLKDEBUG_IO_TYPES, 'read');
-      iotypeMask = 1 << BLKDEBUG_IO_TYPES.indexOf(iotype);
+      const index = typeof iotypeName === 'string' ? BLKDEBUG_IO_TYPES.indexOf(iotypeName as BlkdebugIoType) : -1;
+      if (index < 0) throw new BlockError(`Parameter 'iotype' does not accept value '${String(iotypeName)}'`);
+      iotypeMask = 1 << index;
     }
     const errno = r.int('errno', Errno.EIO, 0, 4095);
     const sector = r.int('sector', -1, -1);
@@ -87,8 +89,8 @@ function parseRules(opts: OptionReader): Rule[] {
     r.finish();
     rules.push({ kind: 'inject', event, state: ruleState, errno, offset: sector >= 0 ? sector * 512 : -1, once, immediately, iotypeMask });
   });
-  opts.list('set-state').forEach((item: BlockdevOptions) => {
-    const r = new OptionReader(item);
+  opts.list('set-state').forEach((item: BlockdevOptions, index) => {
+    const r = new OptionReader(item, `${opts.prefix}set-state[${index}].`);
     const event = parseEvent(r);
     const ruleState = r.int('state', 0, 0);
     if (!r.has('new_state')) throw r.missing('new_state');

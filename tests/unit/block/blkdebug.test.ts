@@ -93,9 +93,9 @@ describe('blkdebug', () => {
       return 'opened';
     };
     expect(open({ 'inject-error': [{ event: 'bogus' }] })).toBe("Parameter 'event' does not accept value 'bogus'");
-    expect(open({ 'inject-error': [{}] })).toBe("Parameter 'event' is missing");
+    expect(open({ 'inject-error': [{}] })).toBe("Parameter 'inject-error[0].event' is missing");
     expect(open({ 'inject-error': [{ event: 'read_aio', iotype: 'x' }] })).toBe("Parameter 'iotype' does not accept value 'x'");
-    expect(open({ 'set-state': [{ event: 'read_aio' }] })).toBe("Parameter 'new_state' is missing");
+    expect(open({ 'set-state': [{ event: 'read_aio' }] })).toBe("Parameter 'set-state[0].new_state' is missing");
     expect(open({ align: 3000 })).toBe('Cannot meet constraints with align 3000');
     expect(open({ 'inject-error': 'x' })).toBe("Invalid parameter type for 'inject-error', expected: array");
     expect(graph.nodes.size).toBe(0);
