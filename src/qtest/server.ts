@@ -99,6 +99,8 @@ export class QtestServer implements InputSink {
   private opened = false;
   private openNs = 0;
   private busy = false;
+  /** First word of the line being answered (for the trace), at most 32 characters. */
+  private currentCommand = '';
   private readonly deferred: StampedInput[] = [];
   private interceptDevice: QtestDevice | null = null;
   private readonly irqLevels = new Map<number, boolean>();
@@ -171,6 +173,7 @@ export class QtestServer implements InputSink {
       case 'qtest':
         if (input.data === null) {
           this.logReceived(['<overlong line>']);
+          this.currentCommand = '';
           this.reply('FAIL line too long');
           return;
         }
@@ -201,6 +204,7 @@ export class QtestServer implements InputSink {
     // g_strsplit(line, " ", 0): single spaces, empty words kept; an empty line has no words.
     const words = line.length === 0 ? [] : line.split(' ');
     this.logReceived(words);
+    this.currentCommand = (words[0] ?? '').slice(0, 32);
     this.busy = true;
     try {
       if (words.length === 0) throw new QtestCommandError('empty line');
@@ -233,7 +237,7 @@ export class QtestServer implements InputSink {
 
   private reply(line: string): void {
     this.commandsAnswered++;
-    this.loop.trace.emit('qtest.cmd', { command: line.slice(0, 4), ok: line.startsWith('OK') });
+    this.loop.trace.emit('qtest.cmd', { command: this.currentCommand, ok: line.startsWith('OK') });
     this.send(`${line}\n`, true);
   }
 
