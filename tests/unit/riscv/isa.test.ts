@@ -10,7 +10,7 @@ const bins = readdirSync(dir).filter((f) => f.endsWith('.elf')).sort();
 
 function runIsa(file: string, jit: boolean): { code: number | null; icount: number; console: string } {
   const loop = new MainLoop();
-  const m = new SpikeMachine(loop, { kernel: readFileSync(join(dir, file)), jit });
+  const m = new SpikeMachine(loop, { kernel: readFileSync(join(dir, file)), jit, jitThreshold: 2 });
   const code = m.run(20_000_000);
   return { code, icount: m.cpu.icount, console: m.consoleText };
 }

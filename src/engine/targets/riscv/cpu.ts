@@ -1,11 +1,16 @@
 import { assert } from '../../assert.js';
 import type { CpuDriver, MainLoop } from '../../main-loop.js';
 import { RiscvHart, type HartOptions } from './hart.js';
+import { RiscvJit } from './translate.js';
 
 /** Options of the CPU driver. */
 export interface RiscvCpuOptions extends Omit<HartOptions, 'readTime'> {
   /** `-icount shift=N`: each instruction takes 2^N ns of virtual time. */
   readonly icountShift?: number;
+  /** Translate hot code to JavaScript (default true); false = `-accel tcg,jit=off`. */
+  readonly jit?: boolean;
+  /** Executions before a block is translated (tests lower it). */
+  readonly jitThreshold?: number;
   /** mtime source; defaults to virtual ns / 100 (10 MHz timebase); null = no `time` CSR (QEMU's spike). */
   readonly readTime?: (() => bigint) | null;
 }
@@ -35,6 +40,7 @@ export class RiscvCpu implements CpuDriver {
     const readTime = options.readTime === undefined ? () => BigInt(Math.floor(loop.clocks.virtualNs / 100)) : options.readTime;
     this.hart = new RiscvHart({ ...options, readTime });
     this.hart.syncClock = () => this.syncClock();
+    if (options.jit ?? true) this.hart.attachJit(new RiscvJit(options.jitThreshold));
   }
 
   get runnable(): boolean {

@@ -23,6 +23,17 @@ export interface HartOptions {
   readonly readTime?: (() => bigint) | null;
 }
 
+/** What the hart needs from a translator (src/engine/targets/riscv/translate.ts implements it). */
+export interface HartJit {
+  readonly cache: {
+    lookup(pc: number, mode: number): { readonly len: number; readonly fn: (h: RiscvHart, xi: Int32Array, budget: number) => void } | undefined;
+    touch(pc: number): boolean;
+  };
+  readonly codePages: { hit(paddr: number, len: number): boolean };
+  compile(h: RiscvHart, pc: number): unknown;
+  flush(): void;
+}
+
 const TLB_SIZE = 256;
 const PAGE = 4096;
 /** Largest |virtual address| handled on the number fast path (2^52: exact in a double). */
@@ -202,6 +213,10 @@ export class RiscvHart {
   private wildPc = 0n;
 
   private readonly decoder: DecodeCache;
+  /** The translator, or null for the pure interpreter (`-accel tcg,jit=off`). */
+  private jit: HartJit | null = null;
+  /** Bumped whenever translated code is thrown away (a running block stops looping). */
+  codeEpoch = 0;
   /** The instruction being executed (for mtval of illegal instructions). */
   private cur: Insn | null = null;
   trapCause = 0;
@@ -243,6 +258,49 @@ export class RiscvHart {
     this.recomputePmp();
     this.resValid = false;
     this.flushTlb();
+  }
+
+  /** Connects a translator: hot code then runs as generated JavaScript. */
+  attachJit(jit: HartJit): void {
+    this.jit = jit;
+    this.onFlush = () => {
+      jit.flush();
+      this.codeEpoch++;
+    };
+    this.onCodeWrite = (paddr, len) => {
+      if (jit.codePages.hit(paddr, len)) {
+        jit.flush();
+        this.codeEpoch++;
+      }
+    };
+  }
+
+  get jitEnabled(): boolean {
+    return this.jit !== null;
+  }
+
+  /** Fetches and decodes the instruction at `va` for the translator; null if fetching would fault. */
+  peekInsn(va: number): [Insn, number] | null {
+    try {
+      const pa = this.translate(va, Access.Fetch);
+      const block = this.memory.ramAt(pa);
+      if (block === undefined || pa + 2 > block.base + block.sizeBytes) return null;
+      const o = pa - block.base;
+      const lo = block.bytes[o]! | (block.bytes[o + 1]! << 8);
+      if ((lo & 3) !== 3) return [this.decoder.get(lo), pa];
+      if ((pa + 2) % PAGE === 0 || pa + 4 > block.base + block.sizeBytes) return null;
+      const hi = block.bytes[o + 2]! | (block.bytes[o + 3]! << 8);
+      return [this.decoder.get((lo | (hi << 16)) >>> 0), pa];
+    } catch (e) {
+      if (e === TRAP) return null;
+      throw e;
+    }
+  }
+
+  /** RV64 wild effective address: remembers the exact value for the fault and returns NaN. */
+  eaWild(rs1: number, imm: number): number {
+    this.wildAddr = BigInt.asIntN(64, this.x[rs1]! + BigInt(imm));
+    return NaN;
   }
 
   // ---- public API for machines, gdb and replay ----------------------------------------------
@@ -343,12 +401,43 @@ export class RiscvHart {
    * halt or a stop request. Returns the number of instructions retired.
    */
   run(budget: number): number {
+    if (this.jit !== null) return this.runJit(budget, this.jit);
     const start = this.icount;
     const end = start + budget;
     this.stopRequested = false;
     // Steps that only take a trap retire nothing; bound them too so a trap storm cannot hang the host.
     for (let steps = 0; steps < budget && this.icount < end; steps++) {
       if (this.wfi || this.halted) break;
+      this.stepOne();
+      if (this.stopRequested) break;
+    }
+    return this.icount - start;
+  }
+
+  private runJit(budget: number, jit: HartJit): number {
+    const start = this.icount;
+    const end = start + budget;
+    const cache = jit.cache;
+    this.stopRequested = false;
+    for (let steps = 0; steps < budget && this.icount < end; steps++) {
+      if (this.wfi || this.halted) break;
+      if ((this.mipSw | this.mipHw) & this.mie && this.takeInterrupt()) continue;
+      const pc = this.pc;
+      const block = cache.lookup(pc, this.priv);
+      if (block !== undefined) {
+        if (block.len <= end - this.icount) {
+          try {
+            block.fn(this, this.xi, end - this.icount);
+          } catch (e) {
+            if (e !== TRAP) throw e;
+            this.enterTrap(this.trapCause, false, this.trapTval);
+          }
+          if (this.stopRequested) break;
+          continue;
+        }
+      } else if (cache.touch(pc)) {
+        jit.compile(this, pc);
+      }
       this.stepOne();
       if (this.stopRequested) break;
     }
@@ -640,6 +729,7 @@ export class RiscvHart {
       this.pmpHi[i] = a === 0 ? 0 : hi;
     }
     this.flushTlb();
+    this.onFlush?.();
   }
 
   /** PMP check of [pa, pa+size) for `priv`. */
@@ -954,6 +1044,7 @@ export class RiscvHart {
 
   /** Executes one decoded instruction at `this.pc` (advances pc; raises on exceptions). */
   execute(insn: Insn): void {
+    this.cur = insn;
     const x = this.x;
     const xi = this.xi;
     const rd = insn.rd;

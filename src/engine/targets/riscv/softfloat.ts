@@ -33,7 +33,13 @@ interface Unpacked {
 }
 
 function bitLength(v: bigint): number {
-  return v === 0n ? 0 : v.toString(2).length;
+  if (v === 0n) return 0;
+  if (v < 0x20000000000000n) {
+    const n = Number(v);
+    return n < 0x100000000 ? 32 - Math.clz32(n) : 64 - Math.clz32(Math.floor(n / 0x100000000));
+  }
+  const hex = v.toString(16);
+  return (hex.length - 1) * 4 + (32 - Math.clz32(parseInt(hex[0]!, 16)));
 }
 
 export function unpack(bits: bigint, fmt: FloatFormat): Unpacked {

@@ -1,0 +1,330 @@
+import { CodePages, JumpCache, type TranslatedBlock } from '../../tcg/jump-cache.js';
+import { Access } from './constants.js';
+import { type Insn, Op } from './decode.js';
+import { add64, lt64v, ltu64v, type RiscvHart, sll64, sra64, srl64, sub64, TrapSignal } from './hart.js';
+
+/** A block's entry: runs from hart.pc, sets hart.pc / hart.icount itself; `budget` bounds self-loops. */
+export type BlockFn = (h: RiscvHart, xi: Int32Array, budget: number) => void;
+
+export interface RvBlock extends TranslatedBlock {
+  readonly fn: BlockFn;
+}
+
+/** Longest block in instructions (one pass). */
+const MAX_BLOCK_INSNS = 64;
+/** Executions of a pc before it is translated (DESIGN.md: compile only hot code). */
+export const JIT_HOT_THRESHOLD = 1000;
+
+/** Ops the translator emits inline; any other non-control op goes through the interpreter's execute(). */
+const CONTROL_STOP = new Set<number>([
+  Op.ECALL, Op.EBREAK, Op.MRET, Op.SRET, Op.WFI, Op.SFENCE_VMA, Op.FENCE_I, Op.ILLEGAL,
+  Op.CSRRW, Op.CSRRS, Op.CSRRC, Op.CSRRWI, Op.CSRRSI, Op.CSRRCI,
+]);
+const TERMINAL = new Set<number>([Op.JAL, Op.JALR, Op.BEQ, Op.BNE, Op.BLT, Op.BGE, Op.BLTU, Op.BGEU]);
+
+const helpers = { add64, sub64, sll64, srl64, sra64, lt64v, ltu64v, TRAP: TrapSignal.instance };
+
+/** Splits a pc-like number into (lo, hi) int32 constants of its XLEN register value. */
+function split(v: number, xlen: 32 | 64): [number, number] {
+  if (xlen === 32) {
+    const lo = v | 0;
+    return [lo, lo >> 31];
+  }
+  const hi = Math.floor(v / 4294967296);
+  const lo = v - hi * 4294967296;
+  return [lo | 0, hi | 0];
+}
+
+/**
+ * The RISC-V translator: turns hot guest code into JavaScript functions (one per block, with a
+ * self-loop when the block branches back to its start), cached in a typed-array jump cache keyed
+ * by (pc, privilege). Exact icount: a block runs only when the budget covers it, and every
+ * instruction that can trap or touch MMIO publishes the exact count first.
+ */
+export class RiscvJit {
+  readonly cache = new JumpCache<RvBlock>(14, JIT_HOT_THRESHOLD);
+  readonly codePages = new CodePages();
+  /** Blocks compiled so far (stats). */
+  compiled = 0;
+  /** Pcs that cannot start a block (first instruction not translatable). */
+  private readonly rejected = new Set<number>();
+
+  constructor(threshold = JIT_HOT_THRESHOLD) {
+    if (threshold !== JIT_HOT_THRESHOLD) (this as { cache: JumpCache<RvBlock> }).cache = new JumpCache<RvBlock>(14, threshold);
+  }
+
+  /** Everything translated is stale (fence.i, satp, sfence.vma, PMP, a write to a code page). */
+  flush(): void {
+    this.cache.flush();
+    this.codePages.clear();
+    this.rejected.clear();
+  }
+
+  /** Translates the block at hart.pc for the current privilege; returns it or undefined. */
+  compile(h: RiscvHart, pc: number): RvBlock | undefined {
+    if (this.rejected.has(pc) || this.rejected.size > 1 << 16) return undefined;
+    const insns: Insn[] = [];
+    const pcs: number[] = [];
+    let cur = pc;
+    let page = -1;
+    let paStart = 0;
+    let paEnd = 0;
+    for (let i = 0; i < MAX_BLOCK_INSNS; i++) {
+      const fetched = h.peekInsn(cur);
+      if (fetched === null) break;
+      const [insn, pa] = fetched;
+      const p = Math.floor(pa / 4096);
+      if (page < 0) {
+        page = p;
+        paStart = pa;
+      }
+      if (p !== page || Math.floor((pa + insn.len - 1) / 4096) !== page || !this.codePages.covers(p)) break;
+      if (CONTROL_STOP.has(insn.op)) break;
+      insns.push(insn);
+      pcs.push(cur);
+      paEnd = pa + insn.len;
+      if (TERMINAL.has(insn.op)) break;
+      cur = h.xlen === 32 ? (cur + insn.len) >>> 0 : cur + insn.len;
+    }
+    if (insns.length === 0) {
+      this.rejected.add(pc);
+      return undefined;
+    }
+    const fn = this.generate(h.xlen, pc, insns, pcs);
+    const block: RvBlock = { pc, mode: h.priv, len: insns.length, pages: [page], fn };
+    this.codePages.mark(paStart, paEnd - paStart);
+    this.cache.insert(block);
+    this.compiled++;
+    return block;
+  }
+
+  private generate(xlen: 32 | 64, start: number, insns: readonly Insn[], pcs: readonly number[]): BlockFn {
+    const len = insns.length;
+    const body: string[] = [];
+    const R = (r: number): string => `xi[${2 * r}]`;
+    const RH = (r: number): string => `xi[${2 * r + 1}]`;
+    const set32 = (rd: number, expr: string): void => {
+      if (rd === 0) {
+        body.push(`${expr};`);
+        return;
+      }
+      body.push(`{ const v = ${expr}; xi[${2 * rd}] = v; xi[${2 * rd + 1}] = v >> 31; }`);
+    };
+    const setConst = (rd: number, v: number): void => {
+      if (rd === 0) return;
+      const [lo, hi] = split(v, xlen);
+      body.push(`xi[${2 * rd}] = ${lo}; xi[${2 * rd + 1}] = ${hi};`);
+    };
+    const pcPlus = (p: number, imm: number): number => (xlen === 32 ? (p + imm) >>> 0 : p + imm);
+    const ea = (rs1: number, imm: number): string =>
+      xlen === 32 ? `((${R(rs1)} + ${imm}) >>> 0)` : `ea64(h, xi, ${rs1}, ${imm})`;
+    const publish = (i: number): void => {
+      body.push(`k = ${i}; h.icount = ic0 + n + ${i};`);
+    };
+    let terminal = false;
+    for (let i = 0; i < len; i++) {
+      const I = insns[i]!;
+      const pc = pcs[i]!;
+      const next = pcPlus(pc, I.len);
+      const { rd, rs1, rs2, imm } = I;
+      switch (I.op) {
+        case Op.LUI:
+          setConst(rd, imm);
+          break;
+        case Op.AUIPC:
+          setConst(rd, pcPlus(pc, imm));
+          break;
+        case Op.JAL:
+          setConst(rd, next);
+          body.push(`next = ${pcPlus(pc, imm)};`);
+          terminal = true;
+          break;
+        case Op.JALR:
+          if (xlen === 32) {
+            body.push(`next = ((${R(rs1)} + ${imm}) & ~1) >>> 0;`);
+          } else {
+            // Wild targets (beyond ±2^52) go back to the interpreter, which handles them exactly.
+            body.push(`{ const hi = ${RH(rs1)}; if (hi < -0x100000 || hi >= 0x100000) { h.pc = ${pc}; h.icount = ic0 + n + ${i}; return; }`);
+            body.push(`let t = hi * 4294967296 + (${R(rs1)} >>> 0) + ${imm}; t -= ((t % 2) + 2) % 2; next = t; }`);
+          }
+          setConst(rd, next);
+          terminal = true;
+          break;
+        case Op.BEQ:
+        case Op.BNE:
+        case Op.BLT:
+        case Op.BGE:
+        case Op.BLTU:
+        case Op.BGEU: {
+          let cond: string;
+          if (I.op === Op.BEQ) cond = `${R(rs1)} === ${R(rs2)} && ${RH(rs1)} === ${RH(rs2)}`;
+          else if (I.op === Op.BNE) cond = `${R(rs1)} !== ${R(rs2)} || ${RH(rs1)} !== ${RH(rs2)}`;
+          else if (I.op === Op.BLT) cond = `H.lt64v(${RH(rs1)}, ${R(rs1)}, ${RH(rs2)}, ${R(rs2)})`;
+          else if (I.op === Op.BGE) cond = `!H.lt64v(${RH(rs1)}, ${R(rs1)}, ${RH(rs2)}, ${R(rs2)})`;
+          else if (I.op === Op.BLTU) cond = `H.ltu64v(${RH(rs1)}, ${R(rs1)}, ${RH(rs2)}, ${R(rs2)})`;
+          else cond = `!H.ltu64v(${RH(rs1)}, ${R(rs1)}, ${RH(rs2)}, ${R(rs2)})`;
+          body.push(`next = (${cond}) ? ${pcPlus(pc, imm)} : ${next};`);
+          terminal = true;
+          break;
+        }
+        case Op.LB:
+        case Op.LH:
+        case Op.LW:
+        case Op.LBU:
+        case Op.LHU:
+        case Op.LWU: {
+          publish(i);
+          const size = I.op === Op.LB || I.op === Op.LBU ? 1 : I.op === Op.LH || I.op === Op.LHU ? 2 : 4;
+          const load = `h.loadN(${ea(rs1, imm)}, ${size})`;
+          if (I.op === Op.LB) set32(rd, `(${load} << 24) >> 24`);
+          else if (I.op === Op.LH) set32(rd, `(${load} << 16) >> 16`);
+          else if (I.op === Op.LW) set32(rd, `${load} | 0`);
+          else if (I.op === Op.LWU) {
+            if (rd === 0) body.push(`${load};`);
+            else body.push(`xi[${2 * rd}] = ${load} | 0; xi[${2 * rd + 1}] = 0;`);
+          } else set32(rd, load);
+          break;
+        }
+        case Op.LD:
+          publish(i);
+          body.push(`h.loadPair(${ea(rs1, imm)}, ${rd});`);
+          break;
+        case Op.SB:
+        case Op.SH:
+        case Op.SW:
+          publish(i);
+          body.push(`h.storeN(${ea(rs1, imm)}, ${I.op === Op.SB ? 1 : I.op === Op.SH ? 2 : 4}, ${R(rs2)});`);
+          break;
+        case Op.SD:
+          publish(i);
+          body.push(`h.storePair(${ea(rs1, imm)}, ${R(rs2)}, ${RH(rs2)});`);
+          break;
+        case Op.ADDI:
+          if (rd !== 0) body.push(`H.add64(xi, ${rd}, ${R(rs1)}, ${RH(rs1)}, ${imm}, ${imm >> 31});`);
+          break;
+        case Op.ADD:
+          if (rd !== 0) body.push(`H.add64(xi, ${rd}, ${R(rs1)}, ${RH(rs1)}, ${R(rs2)}, ${RH(rs2)});`);
+          break;
+        case Op.SUB:
+          if (rd !== 0) body.push(`H.sub64(xi, ${rd}, ${rs1}, ${rs2});`);
+          break;
+        case Op.SLTI:
+          set32(rd, `H.lt64v(${RH(rs1)}, ${R(rs1)}, ${imm >> 31}, ${imm}) ? 1 : 0`);
+          break;
+        case Op.SLTIU:
+          set32(rd, `H.ltu64v(${RH(rs1)}, ${R(rs1)}, ${imm >> 31}, ${imm}) ? 1 : 0`);
+          break;
+        case Op.SLT:
+          set32(rd, `H.lt64v(${RH(rs1)}, ${R(rs1)}, ${RH(rs2)}, ${R(rs2)}) ? 1 : 0`);
+          break;
+        case Op.SLTU:
+          set32(rd, `H.ltu64v(${RH(rs1)}, ${R(rs1)}, ${RH(rs2)}, ${R(rs2)}) ? 1 : 0`);
+          break;
+        case Op.XORI:
+        case Op.ORI:
+        case Op.ANDI: {
+          if (rd === 0) break;
+          const o = I.op === Op.XORI ? '^' : I.op === Op.ORI ? '|' : '&';
+          body.push(`{ const l = ${R(rs1)} ${o} ${imm}, hh = ${RH(rs1)} ${o} ${imm >> 31}; xi[${2 * rd}] = l; xi[${2 * rd + 1}] = hh; }`);
+          break;
+        }
+        case Op.XOR:
+        case Op.OR:
+        case Op.AND: {
+          if (rd === 0) break;
+          const o = I.op === Op.XOR ? '^' : I.op === Op.OR ? '|' : '&';
+          body.push(`{ const l = ${R(rs1)} ${o} ${R(rs2)}, hh = ${RH(rs1)} ${o} ${RH(rs2)}; xi[${2 * rd}] = l; xi[${2 * rd + 1}] = hh; }`);
+          break;
+        }
+        case Op.SLLI:
+          if (rd !== 0) body.push(`H.sll64(xi, ${rd}, ${rs1}, ${imm});`);
+          break;
+        case Op.SRLI:
+          if (rd !== 0) body.push(`H.srl64(xi, ${rd}, ${rs1}, ${imm});`);
+          break;
+        case Op.SRAI:
+          if (rd !== 0) body.push(`H.sra64(xi, ${rd}, ${rs1}, ${imm});`);
+          break;
+        case Op.SLL:
+          if (rd !== 0) body.push(`H.sll64(xi, ${rd}, ${rs1}, ${R(rs2)} & 63);`);
+          break;
+        case Op.SRL:
+          if (rd !== 0) body.push(`H.srl64(xi, ${rd}, ${rs1}, ${R(rs2)} & 63);`);
+          break;
+        case Op.SRA:
+          if (rd !== 0) body.push(`H.sra64(xi, ${rd}, ${rs1}, ${R(rs2)} & 63);`);
+          break;
+        case Op.ADDIW:
+          set32(rd, `(${R(rs1)} + ${imm}) | 0`);
+          break;
+        case Op.SLLIW:
+          set32(rd, `${R(rs1)} << ${imm}`);
+          break;
+        case Op.SRLIW:
+          set32(rd, `(${R(rs1)} >>> ${imm}) | 0`);
+          break;
+        case Op.SRAIW:
+          set32(rd, `${R(rs1)} >> ${imm}`);
+          break;
+        case Op.ADDW:
+          set32(rd, `(${R(rs1)} + ${R(rs2)}) | 0`);
+          break;
+        case Op.SUBW:
+          set32(rd, `(${R(rs1)} - ${R(rs2)}) | 0`);
+          break;
+        case Op.SLLW:
+          set32(rd, `${R(rs1)} << (${R(rs2)} & 31)`);
+          break;
+        case Op.SRLW:
+          set32(rd, `(${R(rs1)} >>> (${R(rs2)} & 31)) | 0`);
+          break;
+        case Op.SRAW:
+          set32(rd, `${R(rs1)} >> (${R(rs2)} & 31)`);
+          break;
+        case Op.MULW:
+          set32(rd, `Math.imul(${R(rs1)}, ${R(rs2)})`);
+          break;
+        case Op.FENCE:
+          break;
+        default:
+          // Everything else that cannot change control flow or privilege: the interpreter's own code.
+          publish(i);
+          body.push(`h.pc = ${pc}; h.execute(I[${i}]);`);
+          break;
+      }
+    }
+    const last = insns[len - 1]!;
+    if (!terminal) body.push(`next = ${pcPlus(pcs[len - 1]!, last.len)};`);
+    const src = `
+"use strict";
+return function block(h, xi, budget) {
+  const ic0 = h.icount;
+  const epoch = h.codeEpoch;
+  let n = 0, k = 0, next = 0;
+  try {
+    for (;;) {
+      ${body.join('\n      ')}
+      n += ${len};
+      if (next === ${start} && budget - n >= ${len} && !h.stopRequested && h.codeEpoch === epoch && ((h.mipSw | h.mipHw) & h.mie) === 0) continue;
+      h.pc = next;
+      h.icount = ic0 + n;
+      return;
+    }
+  } catch (e) {
+    if (e === H.TRAP) { h.pc = P[k]; h.icount = ic0 + n + k; }
+    throw e;
+  }
+};`;
+    const factory = new Function('H', 'I', 'P', 'ea64', src) as (h: typeof helpers, i: readonly Insn[], p: readonly number[], e: typeof ea64) => BlockFn;
+    return factory(helpers, insns, pcs, ea64);
+  }
+}
+
+/** RV64 effective address as the interpreter computes it (NaN for wild addresses, with the exact value kept). */
+function ea64(h: RiscvHart, xi: Int32Array, rs1: number, imm: number): number {
+  const hi = xi[rs1 * 2 + 1]!;
+  if (hi >= -0x100000 && hi < 0x100000) return hi * 4294967296 + (xi[rs1 * 2]! >>> 0) + imm;
+  return h.eaWild(rs1, imm);
+}
+
+export { Access };
