@@ -2,7 +2,6 @@
  * tsqemu-img: qemu-img's commands, options, output and exit codes over tsqemu's qcow2/raw code.
  * create, info, check, map, convert, compare, resize, bitmap.
  */
-import { existsSync } from 'node:fs';
 import cliProgress from 'cli-progress';
 import type { Co } from '../src/engine/coroutine.js';
 import { MainLoop } from '../src/engine/main-loop.js';
@@ -32,6 +31,8 @@ class Fail extends Error {
   constructor(
     message: string,
     readonly code = 1,
+    /** Printed after the message without the program prefix (error_append_hint). */
+    readonly hint = '',
   ) {
     super(message);
   }
@@ -197,7 +198,7 @@ function cmdCreate(args: string[]): number {
     try {
       bh = run('open-backing', openImage(path, { format: parseFormat(backingFmt!), readOnly: true }));
     } catch (e) {
-      if (e instanceof ImageError) throw new Fail(`${filename}: Could not open '${path}': ${e.message}\nCould not open backing image.`);
+      if (e instanceof ImageError) throw new Fail(`${filename}: ${e.message}`, 1, 'Could not open backing image.\n');
       throw e;
     }
     size ??= bh.sizeBytes();
@@ -377,8 +378,6 @@ function cmdConvert(args: string[]): number {
         if (e instanceof ImageError) throw new Fail(`${dstName}: error while converting ${outFmt}: ${e.message}`);
         throw e;
       }
-    } else if (!existsSync(dstName)) {
-      throw new Fail(`Could not open '${dstName}': No such file or directory`);
     }
     // Like qemu-img, the target is written with cache=unsafe unless -t says otherwise.
     const cache = last(p, 't') ?? 'unsafe';
@@ -626,6 +625,7 @@ export function main(argv: string[]): number {
   } catch (e) {
     if (e instanceof Fail) {
       err(e.message);
+      process.stderr.write(e.hint);
       return e.code;
     }
     if (e instanceof ImageError) {

@@ -237,7 +237,7 @@ export function* openImage(filename: string, opts: OpenImageOptions = {}): Co<Im
       try {
         io = openFile(path, readOnly);
       } catch (e) {
-        throw layerError(path, depth, e);
+        throw layerError(depth, e instanceof ImageError ? new ImageError(e.errno, `Could not open '${path}': ${e.message}`) : e);
       }
       const layer: Pending = { filename: path, format, io, qcow2: null, rawSize: 0, readOnly };
       layers.push(layer);
@@ -263,7 +263,7 @@ export function* openImage(filename: string, opts: OpenImageOptions = {}): Co<Im
         format = img.header.backingFormat === null ? null : parseFormat(img.header.backingFormat);
         readOnly = true;
       } catch (e) {
-        throw layerError(path, depth, e);
+        throw layerError(depth, e);
       }
     }
     // Build handles bottom-up so each overlay gets its backing.
@@ -294,11 +294,13 @@ export function* openImage(filename: string, opts: OpenImageOptions = {}): Co<Im
   }
 }
 
-function layerError(path: string, depth: number, e: unknown): unknown {
-  if (!(e instanceof ImageError)) return e;
-  // The top image's name is added by the tool ("Could not open 'top': ..."); backing layers nest.
-  if (depth === 0) return e;
-  return new ImageError(e.errno, `Could not open backing file: Could not open '${path}': ${e.message}`);
+/**
+ * QEMU's nesting: each backing level prefixes "Could not open backing file: "; a host open error
+ * carries "Could not open 'path': ..." itself (the tool adds the top image's name once more).
+ */
+function layerError(depth: number, e: unknown): unknown {
+  if (!(e instanceof ImageError) || depth === 0) return e;
+  return new ImageError(e.errno, 'Could not open backing file: '.repeat(depth) + e.message);
 }
 
 /** Closes a handle and its whole chain, top first (iteratively). */
