@@ -252,11 +252,15 @@ export class BlockGraph {
     }
   }
 
-  /** bdrv_root_unref_child: removes the edge and relaxes the permissions below it. */
+  /**
+   * bdrv_root_unref_child: removes the edge and relaxes the permissions below it. Detaching an
+   * edge twice is harmless (closing a node detaches its parents' edges, and a BlockBackend may
+   * drop its root afterwards).
+   */
   detachChild(child: BdrvChild): void {
     const bs = child.bs;
     const index = bs.parents.indexOf(child);
-    assert(index >= 0, 'detach of an edge that is not attached');
+    if (index < 0) return;
     bs.parents.splice(index, 1);
     const parentNode = child.parentNode;
     if (parentNode !== null) {
