@@ -68,6 +68,33 @@ async function run(argv: RunArgs): Promise<number> {
   return problems === 0 ? 0 : 1;
 }
 
+interface DiffArgs {
+  script: string;
+  qemu: string;
+  drive: string[];
+}
+
+/** Runs the script on in-process tsqemu and on real QEMU; prints every command whose output differs. */
+async function diff(argv: DiffArgs): Promise<number> {
+  const steps = parseScript(readFileSync(argv.script, 'latin1'));
+  const ours = await openQtestTarget({ kind: 'in-process', drives: argv.drive });
+  const mine = await runScript(ours, steps);
+  await ours.quit();
+  const qemu = await openQtestTarget({ kind: 'qemu', binary: argv.qemu, args: [...QEMU_VIRT_ARGS, ...qemuDriveArgs(argv.drive)] });
+  const theirs = await runScript(qemu, steps);
+  await qemu.quit();
+  let differences = 0;
+  const output = (r: { irqs: readonly string[]; reply: string }): string => [...r.irqs, r.reply].join(' | ');
+  mine.forEach((m, i) => {
+    const q = theirs[i]!;
+    if (output(m) === output(q)) return;
+    differences++;
+    process.stdout.write(`${argv.script}:${m.step.line}: ${m.step.command.slice(0, 120)}\n  qemu:   ${output(q)}\n  tsqemu: ${output(m)}\n`);
+  });
+  process.stdout.write(`${steps.length} commands, ${differences} differ\n`);
+  return differences === 0 ? 0 : 1;
+}
+
 await yargs(hideBin(process.argv))
   .scriptName('tsqemu-qtest')
   .parserConfiguration({ 'populate--': true })
@@ -85,6 +112,18 @@ await yargs(hideBin(process.argv))
         .epilog('After "--", arguments for the emulator replace the defaults (virt, -accel qtest for tsqemu).') as never,
     async (argv) => {
       process.exitCode = await run(argv);
+    },
+  )
+  .command<DiffArgs>(
+    'diff <script>',
+    'Run a script on in-process tsqemu and on real QEMU (-M virt -bios none); print the commands whose replies or IRQ lines differ',
+    (y) =>
+      y
+        .positional('script', { type: 'string', demandOption: true })
+        .option('qemu', { type: 'string', default: 'qemu-system-riscv64', describe: 'QEMU binary' })
+        .option('drive', { type: 'string', array: true, default: [], describe: 'raw image attached as virtio-blk on both (repeatable)' }) as never,
+    async (argv) => {
+      process.exitCode = await diff(argv);
     },
   )
   .demandCommand(1)

@@ -43,3 +43,14 @@ describe.skipIf(!built)(`tsqemu-qtest run ${built ? '' : '(skipped: not built, r
     expect(r.stdout.split('\n')[0]).toBe('OK 0x0000000074726976');
   });
 });
+
+describe.skipIf(!built || !qemu)(`tsqemu-qtest diff ${built && qemu ? '' : '(skipped: needs the build and qemu-system-riscv64)'}`, () => {
+  it('prints the commands whose output differs from QEMU and exits 1; 0 when none does', () => {
+    const same = run(['diff', join(scripts, 'memory.qtest')]);
+    expect(same.status).toBe(0);
+    expect(same.stdout).toMatch(/^\d+ commands, 0 differ\n$/);
+    const differs = run(['diff', join(scripts, 'plic.qtest')]);
+    expect(differs.status).toBe(1);
+    expect(differs.stdout).toContain(':34: readl 0x0c001000\n  qemu:   OK 0x0000000000000000\n  tsqemu: OK 0x0000000000000400\n');
+  });
+});
