@@ -54,6 +54,7 @@ interface BootRun {
   readonly digest: string;
   readonly failedStep: number;
   readonly icount: number;
+  readonly deviceDigest: string;
 }
 
 /**
@@ -93,6 +94,7 @@ async function boot(image: string, format: 'raw' | 'qcow2'): Promise<BootRun> {
     digest: loop.trace.digestHex(),
     failedStep: script.done ? -1 : script.currentStep,
     icount: loop.cpu?.icount ?? 0,
+    deviceDigest: machine.deviceStateDigest(),
   };
 }
 
@@ -121,6 +123,7 @@ describe.skipIf(!haveFirmware)('OpenSBI + U-Boot on virt (needs Debian opensbi a
     expect(again.output).toBe(first!.output);
     expect(again.digest).toBe(first!.digest);
     expect(again.icount).toBe(first!.icount);
+    expect(again.deviceDigest).toBe(first!.deviceDigest);
   }, 300_000);
 
   it.skipIf(!haveQemuImg || findDriver('qcow2') === undefined)('does the same on a qcow2 disk (needs qemu-img and the qcow2 driver)', async () => {

@@ -111,6 +111,17 @@ describe('virt machine', () => {
     expect(text).toContain('bootargs = "root=/dev/ram";');
   });
 
+  it('digests device state (registers, queues, timers) for replay checkpoints', () => {
+    const m = buildVirtMachine(new MainLoop());
+    const before = m.deviceStateDigest();
+    expect(buildVirtMachine(new MainLoop()).deviceStateDigest()).toBe(before);
+    m.as.store(0x1000_0007, 1, 0x42); // UART scratch register
+    const afterUart = m.deviceStateDigest();
+    expect(afterUart).not.toBe(before);
+    m.as.store(0x0c00_0004, 4, 1); // PLIC priority
+    expect(m.deviceStateDigest()).not.toBe(afterUart);
+  });
+
   it('is deterministic: same seed, same DTB (rng-seed included)', () => {
     const a = buildVirtMachine(new MainLoop({ seed: 7 })).dtb;
     const b = buildVirtMachine(new MainLoop({ seed: 7 })).dtb;

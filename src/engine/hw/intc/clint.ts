@@ -102,6 +102,15 @@ export class Clint {
     else this.rearm(hart);
   }
 
+  /** State for digests (replay checkpoints). */
+  snapshotState(): number[] {
+    const out = [Number(this.timeDelta >> 32n), Number(this.timeDelta & 0xffffffffn)];
+    for (let h = 0; h < this.numHarts; h++) {
+      out.push(Number(this.mtimecmp[h]! >> 32n), Number(this.mtimecmp[h]! & 0xffffffffn), this.msip[h]!.level ? 1 : 0, this.mtip[h]!.level ? 1 : 0);
+    }
+    return out;
+  }
+
   private read64(offset: number): bigint {
     if (offset === CLINT_MTIME_OFFSET) return this.readMtime();
     const hart = this.timecmpHart(offset);

@@ -96,6 +96,12 @@ export class GoldfishRtc {
     this.updateIrq();
   }
 
+  /** State for digests (replay checkpoints). */
+  snapshotState(): number[] {
+    const words = (v: bigint) => [Number(v >> 32n), Number(v & LOW)];
+    return [...words(this.tickOffset), ...words(this.alarmNext), this.alarmRunning ? 1 : 0, this.irqPending ? 1 : 0, this.irqEnabled ? 1 : 0, this.timeHigh];
+  }
+
   private read(offset: number): number {
     switch (offset) {
       case RTC_TIME_LOW: {

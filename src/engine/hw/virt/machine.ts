@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { assert } from '../../assert.js';
+import { Digest } from '../../digest.js';
 import type { IrqPin } from '../../irq.js';
 import type { CpuDriver, MainLoop } from '../../main-loop.js';
 import { AddressSpace } from '../address-space.js';
@@ -341,6 +342,20 @@ export class VirtMachine {
 
   private resetHarts(): void {
     for (const hart of this.harts) hart.reset(VIRT_MEMMAP.mrom.base);
+  }
+
+  /**
+   * A digest of every device's state (not RAM, not the harts: those have their own digests), for
+   * replay checkpoints and divergence reports.
+   */
+  deviceStateDigest(): string {
+    const d = new Digest();
+    const parts = [this.uart.snapshotState(), this.clint.snapshotState(), this.plic.snapshotState(), this.rtc.snapshotState(), ...this.virtio.map((v) => v.snapshotState())];
+    for (const part of parts) {
+      d.int(part.length);
+      for (const v of part) d.number(v);
+    }
+    return d.hex();
   }
 
   /** A device by its path (qtest's QOM paths). */

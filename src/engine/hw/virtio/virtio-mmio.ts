@@ -169,6 +169,13 @@ export class VirtioMmio implements VirtioTransport {
     this.irq.lower();
   }
 
+  /** State for digests (replay checkpoints). */
+  snapshotState(): number[] {
+    const out = [this.status, this.isr, this.queueSel, this.guestPageShift, Number(this.guestFeatures >> 32n), Number(this.guestFeatures & 0xffffffffn)];
+    for (const q of this.queues) out.push(q.num, q.desc, q.avail, q.used, q.ready ? 1 : 0, q.lastAvailIdx, q.usedIdx);
+    return out;
+  }
+
   private read(offset: number, size: number): number {
     const dev = this.device;
     if (dev === null) {
