@@ -59,7 +59,7 @@ export class JumpCache<B extends TranslatedBlock> {
     if (this.heatPc[slot] !== pc) {
       this.heatPc[slot] = pc;
       this.heat[slot] = 1;
-      return false;
+      return this.threshold === 1;
     }
     const h = this.heat[slot]! + 1;
     this.heat[slot] = h;

@@ -42,7 +42,7 @@ function split(v: number, xlen: 32 | 64): [number, number] {
  * instruction that can trap or touch MMIO publishes the exact count first.
  */
 export class RiscvJit {
-  readonly cache = new JumpCache<RvBlock>(14, JIT_HOT_THRESHOLD);
+  readonly cache: JumpCache<RvBlock>;
   readonly codePages = new CodePages();
   /** Blocks compiled so far (stats). */
   compiled = 0;
@@ -50,7 +50,7 @@ export class RiscvJit {
   private readonly rejected = new Set<number>();
 
   constructor(threshold = JIT_HOT_THRESHOLD) {
-    if (threshold !== JIT_HOT_THRESHOLD) (this as { cache: JumpCache<RvBlock> }).cache = new JumpCache<RvBlock>(14, threshold);
+    this.cache = new JumpCache<RvBlock>(14, threshold);
   }
 
   /** Everything translated is stale (fence.i, satp, sfence.vma, PMP, a write to a code page). */
