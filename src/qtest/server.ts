@@ -429,7 +429,10 @@ export class QtestServer implements InputSink {
     if (target > BigInt(MAX_TIME_NS)) throw new QtestCommandError(`time ${target} ns out of range (at most 2^53-1)`);
     const now = this.virtualNs;
     if (target <= BigInt(now)) return;
-    this.loop.step(Number(target) - now);
+    const delta = Number(target) - now;
+    // The master clock moves by the same amount and may be ahead of virtual time (a stopped VM).
+    if (this.loop.nowNs + delta > MAX_TIME_NS) throw new QtestCommandError(`time ${target} ns out of range (at most 2^53-1)`);
+    this.loop.step(delta);
   }
 
   private clockStep(words: readonly string[]): void {
