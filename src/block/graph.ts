@@ -166,7 +166,14 @@ export class BlockGraph {
     reader.bool('auto-read-only', false);
     reader.bool('force-share', false);
     const cache = reader.raw('cache');
-    if (cache !== undefined && (typeof cache !== 'object' || cache === null || Array.isArray(cache))) throw reader.invalidType('cache', 'object');
+    if (cache !== undefined) {
+      if (typeof cache !== 'object' || cache === null || Array.isArray(cache)) throw reader.invalidType('cache', 'BlockdevCacheOptions');
+      // BlockdevCacheOptions: the file driver acts on them; every node accepts them.
+      const cacheReader = new OptionReader(cache as BlockdevOptions, `${prefix}cache.`);
+      cacheReader.bool('direct', false);
+      cacheReader.bool('no-flush', false);
+      cacheReader.finish();
+    }
     const discardValue = reader.enumOf('discard', ['ignore', 'unmap', 'off', 'on'] as const, 'ignore');
     const discardUnmap = discardValue === 'unmap' || discardValue === 'on';
     const detectZeroes: DetectZeroes = reader.enumOf('detect-zeroes', ['off', 'on', 'unmap'] as const, 'off');

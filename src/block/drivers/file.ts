@@ -65,6 +65,9 @@ export const fileDriver: BlockDriver = {
     opts.str('pr-manager');
     const cache = opts.options['cache'] as Readonly<Record<string, unknown>> | undefined;
     const noFlush = cache?.['no-flush'] === true || cache?.['no-flush'] === 'on';
+    // O_DIRECT needs sector-aligned requests: model it with the usual 512-byte alignment (QEMU
+    // probes the device; the generic layer then does read-modify-write).
+    const direct = cache?.['direct'] === true || cache?.['direct'] === 'on';
     let fd = -1;
     try {
       fd = openSync(filename, bs.readOnly ? 'r' : 'r+');
@@ -83,6 +86,7 @@ export const fileDriver: BlockDriver = {
     }
     bs.opaque = { fd, filename, noFlush } satisfies FileState;
     bs.totalBytes = size;
+    if (direct) bs.requestAlignment = 512;
     bs.filename = filename;
   },
 

@@ -71,6 +71,23 @@ describe('file', () => {
     expect(orders.size).toBeGreaterThan(1);
   });
 
+  it('honours cache options: direct aligns requests, no-flush skips fsync', () => {
+    const t = tempDir();
+    cleanup = t.cleanup;
+    const path = join(t.dir, 'c.img');
+    const data = patternFile(path, 8192);
+    const { loop, graph } = newGraph();
+    const bs = graph.blockdevAdd({ driver: 'file', filename: path, cache: { direct: true, 'no-flush': true } });
+    expect(bs.requestAlignment).toBe(512);
+    expect(run(loop, bdrvCoPwritev(bs, 100, 3, new Uint8Array([1, 2, 3])))).toBe(0);
+    const buf = new Uint8Array(512);
+    expect(run(loop, bdrvCoPreadv(bs, 0, 512, buf))).toBe(0);
+    const expected = data.slice(0, 512);
+    expected.set([1, 2, 3], 100);
+    expect(buf).toEqual(expected);
+    expect(() => graph.blockdevAdd({ driver: 'null-co', cache: { bogus: true } })).toThrow("Parameter 'cache.bogus' is unexpected");
+  });
+
   it('refuses a directory and bad enum values', () => {
     const t = tempDir();
     cleanup = t.cleanup;
