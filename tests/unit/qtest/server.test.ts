@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ClockType } from '../../../src/engine/clock.js';
 import type { StampedInput } from '../../../src/engine/host/input-gate.js';
 import { QtestClient } from '../../../src/qtest/client.js';
 import { DEV_BASE, RAM_BASE, testMachine } from './test-machine.js';
@@ -94,6 +95,23 @@ describe('qtest server: time and IRQs', () => {
     // nothing armed: clock_step without NS stays put; clock_set never goes back
     expect(s.run('clock_step', 'clock_set 100', 'clock_set 0x1000', 'clock_step -5')).toEqual(['OK 1500', 'OK 1500', 'OK 4096', 'OK 4096']);
     expect(s.run('clock_set 0x20000000000000')[0]).toMatch(/^FAIL time/);
+  });
+
+  it('timers fire in deadline order inside one clock_step, on every clock, and not before', () => {
+    const s = session();
+    const fired: string[] = [];
+    const at = (clock: ClockType, name: string, ns: number) => s.loop.newTimer(clock, name, () => fired.push(`${name}@${s.loop.nowNs}`)).mod(ns);
+    at(ClockType.Virtual, 'v300', 300);
+    at(ClockType.Realtime, 'r100', 100);
+    at(ClockType.Virtual, 'v200', 200);
+    at(ClockType.Host, 'h250', 250);
+    at(ClockType.Virtual, 'v200b', 200);
+    s.loop.runUntilIdle();
+    expect(fired).toEqual([]); // frozen: nothing moves by itself
+    expect(s.run('clock_step 250')).toEqual(['OK 250']);
+    expect(fired).toEqual(['r100@100', 'v200@200', 'v200b@200', 'h250@250']);
+    expect(s.run('clock_step')).toEqual(['OK 300']);
+    expect(fired.at(-1)).toBe('v300@300');
   });
 
   it('without -accel qtest, clock_step is an unknown command (as QEMU)', () => {
