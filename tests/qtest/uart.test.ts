@@ -75,4 +75,32 @@ describe('ns16550a over qtest', () => {
     expect(qt.getIrq(0)).toBe(false);
     expect(await qt.readb(IIR)).toBe(0x01);
   });
+
+  it('receives from the serial input (the gate), with the RX trigger level and the FIFO timeout on virtual time', async () => {
+    const { qt, loop } = virt();
+    await qt.writeb(LCR, 0x83);
+    await qt.writeb(UART, 0x01); // divisor 1
+    await qt.writeb(LCR, 0x03);
+    await qt.writeb(FCR, 0x81); // FIFO on, trigger level 8
+    await qt.writeb(IER, 0x01); // receive-data interrupt
+    await qt.irqInterceptOut('/machine/unattached/device[14]'); // the UART's own line
+    loop.gate.offer({ channel: 'serial0', kind: 'chardev', data: new Uint8Array([0x61, 0x62, 0x63]) });
+    loop.runUntilIdle();
+    expect((await qt.readb(LSR)) & 0x01).toBe(1);
+    expect(qt.getIrq(0)).toBe(false); // 3 bytes: below the trigger level, no timeout yet
+    expect(await qt.readb(IIR)).toBe(0xc1);
+    await qt.clockStep(1_000); // far less than 4 character times
+    expect(qt.getIrq(0)).toBe(false);
+    const at = await qt.clockStep(); // straight to the FIFO timeout's deadline
+    expect(at).toBeGreaterThan(1_000);
+    expect(qt.getIrq(0)).toBe(true);
+    expect(await qt.readb(IIR)).toBe(0xcc); // character timeout
+    expect([await qt.readb(RBR), await qt.readb(RBR), await qt.readb(RBR)]).toEqual([0x61, 0x62, 0x63]);
+    expect(qt.getIrq(0)).toBe(false);
+    // 8 bytes reach the trigger level: data-available interrupt at once
+    loop.gate.offer({ channel: 'serial0', kind: 'chardev', data: new Uint8Array(8).fill(0x7a) });
+    loop.runUntilIdle();
+    expect(qt.getIrq(0)).toBe(true);
+    expect(await qt.readb(IIR)).toBe(0xc4);
+  });
 });
