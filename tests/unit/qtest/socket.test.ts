@@ -79,6 +79,25 @@ describe('qtest chardev client mode and errors', () => {
     listener.close();
   });
 
+  it('tcp:HOST:PORT works the same way', async () => {
+    const listener = createServer();
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+    const port = (listener.address() as { port: number }).port;
+    const accepted = new Promise<Socket>((r) => listener.once('connection', r));
+    const loop = new MainLoop();
+    const session = startVirtQtest(buildVirtMachine(loop), { chardev: `tcp:127.0.0.1:${port}`, accelQtest: true });
+    const host = new HostLoop(loop);
+    const running = host.run();
+    await session.chardev.connected;
+    const qt = new QtestClient(socketTransport(await accepted));
+    expect(await qt.raw('readb 0x10000005')).toBe('OK 0x0000000000000060');
+    await qt.quit();
+    host.stop();
+    await running;
+    session.close();
+    listener.close();
+  });
+
   it('a socket that cannot be reached is a typed error, not a crash', async () => {
     const loop = new MainLoop();
     const session = startVirtQtest(buildVirtMachine(loop), { chardev: `unix:${join(dir, 'nobody.sock')}`, accelQtest: true });
