@@ -214,6 +214,15 @@ describe.each([false, true])('virtio-blk (modern=%s)', (modern) => {
     expect(as.load(SLOT + R.status, 4).value & 0x40).toBe(0x40);
   });
 
+  it.runIf(modern)('does not accept FEATURES_OK without VERSION_1 on the modern transport', () => {
+    const { m } = setup(modern);
+    m.as.store(SLOT + R.status, 4, 3);
+    m.as.store(SLOT + R.drvFeaturesSel, 4, 1);
+    m.as.store(SLOT + R.drvFeatures, 4, 0);
+    m.as.store(SLOT + R.status, 4, 11);
+    expect(m.as.load(SLOT + R.status, 4).value).toBe(3);
+  });
+
   it('refuses writes on a read-only drive', () => {
     const { loop, m } = setup(modern, true);
     const drv = new Driver(m, modern);

@@ -305,6 +305,9 @@ export class VirtioMmio implements VirtioTransport {
           this.reset();
           return;
         }
+        // Modern devices require VIRTIO_F_VERSION_1: without it FEATURES_OK does not stick, and
+        // the driver, reading Status back, gives up (virtio spec 3.1.1).
+        if (!this.legacy && value & VirtioStatus.FEATURES_OK && !(this.guestFeatures & (1n << VIRTIO_F_VERSION_1))) value &= ~VirtioStatus.FEATURES_OK;
         this.status = value & 0xff;
         return;
       case VirtioMmioReg.QueueDescLow:
