@@ -327,15 +327,15 @@ export class BdrvDirtyBitmap {
     this.dirtyGranules = count;
   }
 
-  /** query-block's dirty-bitmaps entry (QAPI BlockDirtyInfo). */
+  /** query-block's dirty-bitmaps entry (QAPI BlockDirtyInfo), keys in QEMU 7.2's output order. */
   info(): Readonly<Record<string, unknown>> {
     const out: Record<string, unknown> = {};
     if (this.name !== null) out['name'] = this.name;
     out['recording'] = this.recording;
     out['persistent'] = this.persistent;
     out['busy'] = this.busy;
-    out['count'] = this.count;
     out['granularity'] = this.granularity;
+    out['count'] = this.count;
     if (this.inconsistent) out['inconsistent'] = true;
     return out;
   }

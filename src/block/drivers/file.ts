@@ -170,6 +170,10 @@ export const fileDriver: BlockDriver = {
     return 0;
   },
 
+  getInfo() {
+    return { clusterSize: 0, isDirty: false };
+  },
+
   getAllocatedFileSize(bs: BlockDriverState): number {
     const s = state(bs);
     try {
