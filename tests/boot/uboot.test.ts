@@ -6,6 +6,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BlockBackend, devicePerms } from '../../src/block/block-backend.js';
 import { BlockGraph } from '../../src/block/graph.js';
 import { findDriver } from '../../src/block/registry.js';
+// The qcow2 driver registers itself when its module loads.
+import '../../src/block/qcow2/driver.js';
 import { MainLoop } from '../../src/engine/main-loop.js';
 import { buildVirtMachine } from '../../src/engine/hw/virt/machine.js';
 import { riscvCpuFactory } from '../../src/engine/hw/virt/riscv-harts.js';
@@ -14,10 +16,6 @@ import { ConsoleCapture, ConsoleScript } from '../../src/engine/hw/virt/console-
 const FW = '/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin';
 const UBOOT = '/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin';
 const haveFirmware = existsSync(FW) && existsSync(UBOOT);
-// The qcow2 driver registers itself when its module loads (imported by name so this file does not
-// depend on it at compile time).
-const QCOW2_DRIVER_MODULE = '../../src/block/qcow2/driver.js';
-await import(/* @vite-ignore */ QCOW2_DRIVER_MODULE).catch(() => undefined);
 const haveQemuImg = spawnSync('qemu-img', ['--version'], { stdio: 'ignore' }).status === 0;
 
 const dir = mkdtempSync(join(tmpdir(), 'boot-'));
