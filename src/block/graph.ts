@@ -3,6 +3,7 @@ import type { Co } from '../engine/coroutine.js';
 import type { MainLoop } from '../engine/main-loop.js';
 import { CoQueue } from '../engine/sync.js';
 import type { ChildPerms, OpenChildOptions, OpenContext } from './driver.js';
+import { BlockBackend } from './block-backend.js';
 import { BlockError } from './error.js';
 import { bdrvCoDrainedBegin, bdrvCoFlush, bdrvDrainedEnd } from './io.js';
 import { BdrvChild, type BdrvChildParent, BlockDriverState, type DetectZeroes } from './node.js';
@@ -323,9 +324,9 @@ export class BlockGraph {
   // ---- closing ----------------------------------------------------------------------------------
 
   /**
-   * blockdev-del. Refusals, in QEMU's order: "Failed to find node with node-name='x'",
-   * "Node x is not owned by the monitor", "Node 'x' is busy: <blocker>" (a job), "Block device x
-   * is in use" (still has parents).
+   * blockdev-del. Refusals, in QEMU 7.2's order: "Failed to find node with node-name='x'",
+   * "Node x is in use" (a BlockBackend uses it), "Node 'x' is busy: <blocker>" (a job),
+   * "Node x is not owned by the monitor", "Block device x is in use" (other users remain).
    */
   blockdevDel(nodeName: string): void {
     const bs = this.checkDeletable(nodeName);
@@ -341,9 +342,10 @@ export class BlockGraph {
   private checkDeletable(nodeName: string): BlockDriverState {
     const bs = this.nodes.get(nodeName);
     if (bs === undefined) throw new BlockError(`Failed to find node with node-name='${nodeName}'`);
-    if (!bs.monitorOwned) throw new BlockError(`Node ${nodeName} is not owned by the monitor`);
+    if (bs.parents.some((p) => p.parent instanceof BlockBackend)) throw new BlockError(`Node ${nodeName} is in use`);
     const blocked = bs.opIsBlocked('drive-del');
     if (blocked !== null) throw blocked;
+    if (!bs.monitorOwned) throw new BlockError(`Node ${nodeName} is not owned by the monitor`);
     if (bs.parents.length > 0) throw new BlockError(`Block device ${nodeName} is in use`);
     return bs;
   }

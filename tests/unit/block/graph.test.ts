@@ -109,7 +109,7 @@ describe('blockdev-del', () => {
     expect(message(() => graph.blockdevDel('fmt'))).toBe("Node 'fmt' is busy: block device is in use by block job: backup");
     bs.opUnblockAll(blocker);
     const blk = BlockBackend.withNode(graph, bs, { name: 'drive0', ...devicePerms(false) });
-    expect(message(() => graph.blockdevDel('fmt'))).toBe('Block device fmt is in use');
+    expect(message(() => graph.blockdevDel('fmt'))).toBe('Node fmt is in use');
     blk.dispose();
     graph.blockdevDel('fmt');
     // The implicit child went with it.
