@@ -83,3 +83,31 @@ describe('pipe chardev', () => {
     expect(readFileSync(`${base}.out`, 'utf8')).toBe('out!');
   });
 });
+
+describe('stdio chardev', () => {
+  it('offers typed bytes to the gate, handles Ctrl-A h and Ctrl-A x, and writes output', async () => {
+    const { PassThrough } = await import('node:stream');
+    const { StdioChardev } = await import('../../../src/engine/host/chardev-stdio.js');
+    const { openSync, closeSync } = await import('node:fs');
+    const dir = mkdtempSync(join(tmpdir(), 'chr-'));
+    const outPath = join(dir, 'out');
+    const fd = openSync(outPath, 'w');
+    const stdin = new PassThrough() as unknown as NodeJS.ReadStream;
+    const gate = new InputGate();
+    const got: number[] = [];
+    gate.attach('serial0', { room: () => 100, deliver: (i) => got.push(...(i.data as Uint8Array)) });
+    let quit = 0;
+    const chr = new StdioChardev('serial0', 'serial0', gate, { stdin, stdoutFd: fd, onQuit: () => quit++ });
+    (stdin as unknown as InstanceType<typeof PassThrough>).write(Buffer.from([0x61, 0x01, 0x68, 0x62, 0x01, 0x78]));
+    await new Promise((r) => setImmediate(r));
+    gate.poll();
+    chr.write(new TextEncoder().encode('guest says hi'));
+    chr.close();
+    closeSync(fd);
+    expect(String.fromCharCode(...got)).toBe('ab');
+    expect(quit).toBe(1);
+    const out = readFileSync(outPath, 'utf8');
+    expect(out).toContain('C-a x    exit emulator');
+    expect(out.endsWith('guest says hi')).toBe(true);
+  });
+});
