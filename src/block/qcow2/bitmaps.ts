@@ -71,6 +71,8 @@ export function* readBitmapDirectory(img: Qcow2Image): Co<BitmapEntry[]> {
     if (granularityBits < BME_MIN_GRANULARITY_BITS || granularityBits > BME_MAX_GRANULARITY_BITS || tableSize > MAX_TABLE_ENTRIES || tableOffset % img.cs !== 0) {
       throw new ImageError('EINVAL', 'Bitmap directory is invalid');
     }
+    const expectedTable = Math.ceil(Math.ceil(bitCount(img.sizeBytes, 2 ** granularityBits) / 8) / img.cs);
+    if (tableSize !== expectedTable) throw new ImageError('EINVAL', 'Bitmap directory is invalid');
     const extraData = dir.slice(at + 24, at + 24 + extraSize);
     const name = new TextDecoder().decode(dir.subarray(at + 24 + extraSize, at + 24 + extraSize + nameSize));
     out.push({ name, tableOffset, tableSize, flags, granularityBits, extraData });

@@ -7,7 +7,7 @@
 import type { Co } from '../../engine/coroutine.js';
 import { bitmapMetadataExtents } from './bitmaps.js';
 import { ImageError } from './errors.js';
-import { be32, compressedDescriptor, entryOffset, HI_COMPRESSED, HI_COPIED, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, LO_ZERO, setBe32 } from './format.js';
+import { be32, compressedDescriptor, entryOffsetOrBad as entryOffset, HI_COMPRESSED, HI_COPIED, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, LO_ZERO, setBe32 } from './format.js';
 import { MetaKind } from './overlap.js';
 import type { Qcow2Image } from './qcow2.js';
 
@@ -87,6 +87,12 @@ function* checkLocked(img: Qcow2Image, fix: CheckFix): Co<CheckResult> {
   const incRange = (offset: number, bytes: number): void => {
     if (bytes <= 0) return;
     const last = Math.floor((offset + bytes - 1) / cs);
+    if (offset >= fileLength) {
+      // Not counted (and so never "repaired" into existence): a reference past the end is damage.
+      res.messages.push(`ERROR: offset 0x${offset.toString(16)} is past the end of the image file`);
+      res.corruptions++;
+      return;
+    }
     for (let c = Math.floor(offset / cs); c <= last; c++) {
       if (!refs.inc(c)) {
         res.messages.push(`ERROR: cluster ${c} is beyond what check can track`);
@@ -118,7 +124,15 @@ function* checkLocked(img: Qcow2Image, fix: CheckFix): Co<CheckResult> {
       const hi = be32(l2, j * 8);
       const lo = be32(l2, j * 8 + 4);
       if ((hi & HI_COMPRESSED) !== 0) {
-        const d = compressedDescriptor(hi, lo, img.clusterBits);
+        let d: { offset: number; bytes: number };
+        try {
+          d = compressedDescriptor(hi, lo, img.clusterBits);
+        } catch (e) {
+          if (!(e instanceof ImageError)) throw e;
+          res.messages.push(`ERROR compressed cluster entry ${hex(hi, lo)}: offset out of range; L2 entry corrupted`);
+          res.corruptions++;
+          continue;
+        }
         incRange(d.offset, d.bytes);
         res.allocatedClusters++;
         res.compressedClusters++;
@@ -165,7 +179,13 @@ function* checkLocked(img: Qcow2Image, fix: CheckFix): Co<CheckResult> {
   }
 
   // Persistent bitmaps: directory, tables, data clusters.
-  for (const e of yield* bitmapMetadataExtents(img)) incRange(e.offset, e.bytes);
+  try {
+    for (const e of yield* bitmapMetadataExtents(img)) incRange(e.offset, e.bytes);
+  } catch (e) {
+    if (!(e instanceof ImageError)) throw e;
+    res.messages.push(`ERROR bitmaps: ${e.message}`);
+    res.corruptions++;
+  }
 
   const diskRefcount = function* (c: number): Co<number> {
     if (badBlocks.has(Math.floor(c / rc.refsPerBlock))) return 0;

@@ -138,7 +138,15 @@ export function setBe64num(buf: Uint8Array, at: number, v: number): void {
 
 /** Offset bits 9..55 of an L1/L2/refcount-table entry given as (hi, lo) halves. */
 export function entryOffset(hi: number, lo: number): number {
-  return (hi & 0x00ffffff) * 0x100000000 + (lo & 0xfffffe00);
+  // Offsets past 2^53 cannot be exact numbers; no real image has them (damaged table entry).
+  if ((hi & 0x00ffffff) >= 0x1fffff) throw new ImageError('EIO', 'qcow2: table entry offset out of range');
+  return (hi & 0x00ffffff) * 0x100000000 + ((lo & 0xfffffe00) >>> 0);
+}
+
+/** entryOffset for `check`: -1 instead of an error, so damage is counted rather than fatal. */
+export function entryOffsetOrBad(hi: number, lo: number): number {
+  if ((hi & 0x00ffffff) >= 0x1fffff) return -1;
+  return (hi & 0x00ffffff) * 0x100000000 + ((lo & 0xfffffe00) >>> 0);
 }
 
 export const HI_COPIED = 0x80000000;
@@ -154,7 +162,9 @@ export const L1_RESERVED_HI = 0x7f000000;
 export function compressedDescriptor(hi: number, lo: number, clusterBits: number): { offset: number; bytes: number } {
   const entry = (BigInt(hi) << 32n) | BigInt(lo >>> 0);
   const x = BigInt(62 - (clusterBits - 8));
-  const offset = Number(entry & ((1n << x) - 1n));
+  const raw = entry & ((1n << x) - 1n);
+  if (raw > BigInt(Number.MAX_SAFE_INTEGER) - 4096n) throw new ImageError('EIO', 'qcow2: compressed cluster offset out of range');
+  const offset = Number(raw);
   const sectors = Number((entry >> x) & ((1n << BigInt(clusterBits - 8)) - 1n)) + 1;
   return { offset, bytes: sectors * 512 - (offset & 511) };
 }

@@ -223,6 +223,12 @@ export class Qcow2Image implements RefcountHost {
     assert(!this.readOnly, 'write to a read-only qcow2 image');
     const hit = this.meta.overlap(offset, data.length, kind);
     if (hit !== null) throw this.corruption(`Preventing invalid write on metadata (overlaps with ${META_NAMES[hit]})`);
+    // Every legitimate write lands in the file or in clusters just allocated; anything further out
+    // comes from a damaged table and would grow the file without bound.
+    const limit = Math.max(yield* this.io.length(), this.refcounts.highWater * this.cs);
+    if (offset + data.length > limit) {
+      throw this.corruption(`Preventing invalid write past the end of the image file (offset 0x${offset.toString(16)})`);
+    }
     yield* this.io.pwrite(offset, data);
   }
 

@@ -6,7 +6,7 @@
 import { assert } from '../../engine/assert.js';
 import type { Co } from '../../engine/coroutine.js';
 import { ImageError } from './errors.js';
-import { be32, entryOffset, MAX_REFTABLE_BYTES, setBe32, setBe64num } from './format.js';
+import { be32, entryOffset, entryOffsetOrBad, MAX_REFTABLE_BYTES, setBe32, setBe64num } from './format.js';
 import type { ByteIO } from './io.js';
 import { MetaKind, type MetadataMap } from './overlap.js';
 
@@ -132,7 +132,7 @@ export class Refcounts {
   /** Raw table entry validity without throwing (for `check`). */
   rawBlockOffset(bi: number): number {
     if (bi >= this.tableEntries) return 0;
-    return entryOffset(be32(this.table, bi * 8), be32(this.table, bi * 8 + 4));
+    return entryOffsetOrBad(be32(this.table, bi * 8), be32(this.table, bi * 8 + 4));
   }
 
   private *block(bi: number): Co<Uint8Array | null> {
@@ -159,6 +159,13 @@ export class Refcounts {
 
   /** Adds `delta` (+1/-1) to the refcounts of clusters [first, first+count). */
   *update(first: number, count: number, delta: number): Co<void> {
+    if (delta < 0) {
+      // Dropping a reference where no refcount block exists is an underflow: fail before any
+      // metadata is created for a cluster a damaged table made up.
+      for (let bi = Math.floor(first / this.refsPerBlock); bi <= Math.floor((first + count - 1) / this.refsPerBlock); bi++) {
+        if (this.blockOffset(bi) === 0) throw new ImageError('EINVAL', `qcow2: refcount underflow on cluster ${Math.max(first, bi * this.refsPerBlock)}`);
+      }
+    }
     yield* this.apply(first, count, (old, c) => {
       const next = old + delta;
       if (next < 0 || next > this.maxRefcount) {
@@ -241,6 +248,9 @@ export class Refcounts {
     let missing = false;
     for (let bi = firstBi; bi <= lastBi && !missing; bi++) missing = this.blockOffset(bi) === 0;
     if (!missing) return;
+    if (first > this.highWater + MAX_SCAN_PAST_END) {
+      throw this.host.corruption(`Refcount update for cluster 0x${first.toString(16)} far past the end of the image`);
+    }
 
     const e = Math.max(this.highWater, first + count);
     let newBlocks: number[] = [];
@@ -269,14 +279,14 @@ export class Refcounts {
 
     // New blocks at e, e+1, ...; the new table (if any) right after them.
     const placed = newBlocks.map((bi, k) => ({ bi, offset: (e + k) * this.cs }));
+    const metaCount = newBlocks.length + newTableClusters;
+    this.highWater = Math.max(this.highWater, e + metaCount);
     for (const p of placed) {
       this.host.meta.add(p.offset, 1, MetaKind.RefcountBlock);
       const b = new Uint8Array(this.cs);
       yield* this.host.writeMeta(p.offset, b, MetaKind.RefcountBlock);
       this.blocks.set(p.offset, b);
     }
-    const metaCount = newBlocks.length + newTableClusters;
-    this.highWater = Math.max(this.highWater, e + metaCount);
     if (newTableClusters > 0) {
       const oldOffset = this.tableOffset;
       const oldClusters = this.tableClusters;

@@ -7,6 +7,10 @@ import { Qcow2Image } from '../../../src/block/qcow2/qcow2.js';
 import { checkQcow2 } from '../../../src/block/qcow2/check.js';
 import { attachPersistentBitmaps, loadBitmaps, newBitmap, storeBitmaps, dirtyCount } from '../../../src/block/qcow2/bitmaps.js';
 import { check, expectClean, newImage, open, pattern, run } from './helpers.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { HostFileIO } from '../../../src/block/image/host-file.js';
 
 function readBack(img: Qcow2Image, offset: number, len: number): Uint8Array {
   const b = new Uint8Array(len);
@@ -233,6 +237,34 @@ describe('qcow2 engine', () => {
     expect(back[0]!.flags).toBe(2); // auto, not in use
     expect(dirtyCount(back[0]!, ro.sizeBytes)).toBe(2 * 65536);
     expect(dirtyCount(back[1]!, ro.sizeBytes)).toBe(0);
+  });
+
+  it('reads data clusters at host offsets past 2 GiB and 4 GiB (entry bits as unsigned)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsqemu-big-'));
+    try {
+      const path = join(dir, 'sparse.qcow2');
+      const io = HostFileIO.open(path, { create: true });
+      const mem = newImage({ sizeBytes: 1 << 20, clusterSize: 4096 });
+      const img = open(mem);
+      run(img.write(0, new Uint8Array(4096).fill(1)));
+      run(img.close());
+      run(io.pwrite(0, mem.bytes));
+      const l2Offset = be32(open(mem, { readOnly: true }).l1, 4) & ~0x1ff;
+      const hosts = [0x80001000, 0x100002000];
+      hosts.forEach((host, k) => {
+        const e = new Uint8Array(8);
+        setBe64num(e, 0, host);
+        e[0]! |= 0x80;
+        run(io.pwrite(l2Offset + 8 * (k + 1), e));
+        run(io.pwrite(host, new Uint8Array(4096).fill(0x70 + k)));
+      });
+      const ro = run(Qcow2Image.open(io, { readOnly: true }));
+      expect(readBack(ro, 4096, 4096).every((b) => b === 0x70)).toBe(true);
+      expect(readBack(ro, 8192, 4096).every((b) => b === 0x71)).toBe(true);
+      io.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('never recurses or hangs on a self-referencing L1/L2 layout (reads stay bounded)', () => {
