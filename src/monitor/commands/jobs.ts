@@ -1,0 +1,44 @@
+import type { Job } from '../../blockjob/job.js';
+import { type CommandDef, defineCommand } from '../command.js';
+import { bool, int, str, struct } from '../schema.js';
+import { blockEnv } from './block.js';
+
+type JobVerbRun = (job: Job, args: Record<string, unknown>) => void;
+
+/** `job-<verb> {id}`: unknown ids are GenericError "Job not found". */
+function jobVerb(name: string, run: JobVerbRun): CommandDef {
+  return defineCommand<{ id: string }>({
+    name,
+    args: struct({ id: str }),
+    run: ({ vm }, args) => run(blockEnv(vm).jobs.find(args.id), args),
+  });
+}
+
+/** `block-job-<verb> {device, ...}`: unknown ids are DeviceNotActive "Block job '<id>' not found". */
+function blockJobVerb(name: string, key: 'device' | 'id', extra: Parameters<typeof struct>[0], run: JobVerbRun): CommandDef {
+  return defineCommand<Record<string, unknown>>({
+    name,
+    args: struct({ [key]: str, ...extra }),
+    run: ({ vm }, args) => run(blockEnv(vm).jobs.findBlockJob(args[key] as string), args),
+  });
+}
+
+export function jobCommands(): CommandDef[] {
+  return [
+    defineCommand({ name: 'query-jobs', args: null, run: ({ vm }) => blockEnv(vm).jobs.queryJobs() }),
+    defineCommand({ name: 'query-block-jobs', args: null, run: ({ vm }) => blockEnv(vm).jobs.queryBlockJobs() }),
+    jobVerb('job-pause', (job) => job.userPause()),
+    jobVerb('job-resume', (job) => job.userResume()),
+    jobVerb('job-cancel', (job) => job.userCancel(true)),
+    jobVerb('job-complete', (job) => job.complete()),
+    jobVerb('job-finalize', (job) => job.finalize()),
+    jobVerb('job-dismiss', (job) => job.dismiss()),
+    blockJobVerb('block-job-set-speed', 'device', { speed: int }, (job, args) => job.setSpeed(Number(args['speed']))),
+    blockJobVerb('block-job-cancel', 'device', { 'force?': bool }, (job, args) => job.blockJobCancel(args['force'] === true)),
+    blockJobVerb('block-job-pause', 'device', {}, (job) => job.userPause()),
+    blockJobVerb('block-job-resume', 'device', {}, (job) => job.userResume()),
+    blockJobVerb('block-job-complete', 'device', {}, (job) => job.complete()),
+    blockJobVerb('block-job-finalize', 'id', {}, (job) => job.finalize()),
+    blockJobVerb('block-job-dismiss', 'id', {}, (job) => job.dismiss()),
+  ];
+}
