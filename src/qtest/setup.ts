@@ -27,11 +27,19 @@ export interface QtestMachineView {
 export interface QtestSession {
   readonly server: QtestServer;
   readonly chardev: QtestChardev;
+  /**
+   * What the command line awaits before running the machine, as QEMU does: the client's connection
+   * for `unix:`/`tcp:` in client mode or with `server=on` (wait defaults on); nothing for stdio or
+   * `wait=off`. Rejects with a QtestChardevError when the socket cannot be set up.
+   */
+  readonly ready: Promise<void>;
+  /** `-qtest stdio`: the run may end when stdin does (`chardev.onDisconnect`), nothing else can come. */
+  readonly stdio: boolean;
   close(): void;
 }
 
 /**
- * Starts qtest for a built machine: the server on the loop's input gate, the chardev that feeds it,
+ * Starts qtest for a built machine (throws QtestChardevError for a malformed `-qtest` spec): the server on the loop's input gate, the chardev that feeds it,
  * the log. With `accelQtest` the loop is frozen (time moves only with clock_step/clock_set); the
  * caller must not attach a CPU then.
  */
@@ -46,11 +54,15 @@ export function startQtest(machine: QtestMachineView, config: QtestConfig): Qtes
     log,
     extensions: machine.extensions ?? [],
   }).attach();
-  const chardev = startQtestChardev(machine.loop.gate, parseQtestChardev(config.chardev), server.channel);
+  const spec = parseQtestChardev(config.chardev);
+  const chardev = startQtestChardev(machine.loop.gate, spec, server.channel);
   server.setOutput(chardev.wire);
+  const waits = spec.kind !== 'stdio' && (!spec.server || spec.wait);
   return {
     server,
     chardev,
+    ready: waits ? chardev.connected : Promise.resolve(),
+    stdio: spec.kind === 'stdio',
     close(): void {
       chardev.close();
       log?.close();
