@@ -156,6 +156,44 @@ describe.skipIf(!haveQemuImg)('qcow2 and tools against qemu-img / qemu-io (needs
     expect(fixed.status, fixed.stdout + fixed.stderr).toBe(0);
   });
 
+  it('an overlapping write marks the image corrupt so QEMU sees it; check -r all (ours) clears it for QEMU', () => {
+    qemu('qemu-img', 'create', '-f', 'qcow2', 'c.qcow2', '4M');
+    qemu('qemu-io', ...ioArgs(['write -P 1 0 64k']), 'c.qcow2');
+    // Point guest cluster 0's L2 entry (L2 table at 0x40000) at the L1 table (0x30000).
+    writeFileSync(join(w.dir, 'entry.bin'), Buffer.from([0x80, 0, 0, 0, 0, 3, 0, 0]));
+    expect(sh('dd', ['if=entry.bin', 'of=c.qcow2', 'bs=1', `seek=${0x40000}`, 'conv=notrunc', 'status=none'], w.dir).status).toBe(0);
+    const wr = ours('io', ...ioArgs(['write -P 2 0 512']), 'c.qcow2');
+    expect(wr.stdout).toContain('write failed: Input/output error');
+    expect(wr.stderr).toContain('qcow2: Marking image as corrupt: Preventing invalid write on metadata (overlaps with active L1 table); further corruption events will be suppressed');
+    const info = JSON.parse(qemu('qemu-img', 'info', '--output=json', 'c.qcow2').stdout) as { 'format-specific': { data: { corrupt: boolean } } };
+    expect(info['format-specific'].data.corrupt).toBe(true);
+    expect(qemu('qemu-io', ...ioArgs(['write 0 512']), 'c.qcow2').stderr).toContain('Image is corrupt; cannot be opened read/write');
+    // Check and repair find and print exactly what qemu-img finds and prints (on a copy).
+    copyFileSync(join(w.dir, 'c.qcow2'), join(w.dir, 'c2.qcow2'));
+    for (const args of [['check'], ['check', '-r', 'all']]) {
+      const a = ours('img', ...args, 'c.qcow2');
+      const b = qemu('qemu-img', ...args, 'c2.qcow2');
+      expect([a.status, a.stdout, a.stderr]).toEqual([b.status, b.stdout, b.stderr]);
+    }
+    const after = JSON.parse(qemu('qemu-img', 'info', '--output=json', 'c.qcow2').stdout) as { 'format-specific': { data: { corrupt: boolean } } };
+    expect(after['format-specific'].data.corrupt).toBe(false);
+    expect(qemu('qemu-img', 'check', 'c.qcow2').status).toBe(0);
+  });
+
+  it('a lazy-refcounts image left dirty by us is repaired by QEMU on open, and vice versa', () => {
+    ours('img', 'create', '-f', 'qcow2', '-o', 'lazy_refcounts=on', 'lz.qcow2', '4M');
+    // Mark it dirty as a crash would leave it (dirty bit set, refcounts behind).
+    writeFileSync(join(w.dir, 'dirty.bin'), Buffer.from([1]));
+    expect(sh('dd', ['if=dirty.bin', 'of=lz.qcow2', 'bs=1', 'seek=79', 'conv=notrunc', 'status=none'], w.dir).status).toBe(0);
+    expect(JSON.parse(qemu('qemu-img', 'info', '--output=json', 'lz.qcow2').stdout)['dirty-flag']).toBe(true);
+    expect(ours('io', ...ioArgs(['write -P 9 0 64k']), 'lz.qcow2').status).toBe(0);
+    expect(JSON.parse(qemu('qemu-img', 'info', '--output=json', 'lz.qcow2').stdout)['dirty-flag']).toBe(false);
+    expect(qemu('qemu-img', 'check', 'lz.qcow2').status).toBe(0);
+    expect(sh('dd', ['if=dirty.bin', 'of=lz.qcow2', 'bs=1', 'seek=79', 'conv=notrunc', 'status=none'], w.dir).status).toBe(0);
+    expect(qemu('qemu-io', ...ioArgs(['read -P 9 0 64k']), 'lz.qcow2').status).toBe(0);
+    expect(JSON.parse(ours('img', 'info', '--output=json', 'lz.qcow2').stdout)['dirty-flag']).toBe(false);
+  });
+
   it('bad input: the tools fail with QEMU-like messages, never a stack trace', () => {
     writeFileSync(join(w.dir, 'junk.qcow2'), Buffer.alloc(1000, 7));
     const r = ours('io', '-f', 'qcow2', ...ioArgs(['read 0 1']), 'junk.qcow2');

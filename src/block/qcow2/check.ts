@@ -195,9 +195,12 @@ function* checkLocked(img: Qcow2Image, fix: CheckFix): Co<CheckResult> {
   // Compare: first a pass that only reports, then (if asked) one that repairs, as QEMU does.
   const nb = Math.max(Math.ceil(fileLength / cs), refs.highest + 1);
   const mismatches: { c: number; disk: number; ref: number }[] = [];
+  let highest = -1;
   for (let c = 0; c < nb; c++) {
     const disk = yield* diskRefcount(c);
     const ref = refs.get(c);
+    // QEMU's image end covers clusters in use by either count (a leak still occupies the file).
+    if (disk > 0 || ref > 0) highest = c;
     if (disk === ref) continue;
     mismatches.push({ c, disk, ref });
     res.messages.push(`${disk < ref ? 'ERROR' : 'Leaked'} cluster ${c} refcount=${disk} reference=${ref}`);
@@ -258,7 +261,7 @@ function* checkLocked(img: Qcow2Image, fix: CheckFix): Co<CheckResult> {
     if (dirty) yield* img.writeChecked(l2off, l2, MetaKind.ActiveL2);
   }
 
-  res.imageEndOffset = (refs.highest + 1) * cs;
+  res.imageEndOffset = (Math.max(highest, refs.highest) + 1) * cs;
   if ((fix.leaks || fix.errors) && res.corruptions === 0 && res.checkErrors === 0) {
     // A repaired image is consistent again: clear the dirty and corrupt bits.
     if ((h.incompatible & (INCOMPAT_DIRTY | INCOMPAT_CORRUPT)) !== 0n) {
