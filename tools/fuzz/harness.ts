@@ -12,6 +12,8 @@ import { LEGAL_TRANSITIONS, VERB_QMP } from './tables.js';
 /** A broken invariant: the name says which, the detail says how. */
 export class InvariantError extends Error {
   override readonly name = 'InvariantError';
+  /** What the case did up to the failure (filled in when the case records). */
+  report: CaseReport | null = null;
   constructor(
     readonly invariant: string,
     detail: string,
@@ -124,15 +126,26 @@ class CaseRun {
         this.note(`# ${index}: ${describeCommand(command)}`);
         this.execute(command);
         this.checkAll(command);
-        if (this.violations.length > 0) throw this.violations[0]!;
+        this.throwFirstViolation();
       }
       this.vm.run({ maxTasks: MAX_TASKS_PER_COMMAND });
       this.checkAll({ cmd: 'run' });
-      if (this.violations.length > 0) throw this.violations[0]!;
+      this.throwFirstViolation();
     } finally {
       stop();
     }
+    return this.report();
+  }
+
+  private report(): CaseReport {
     return { transcript: this.transcript, timeline: this.timeline, coverage: this.coverage, choicesUsed: this.choiceIndex };
+  }
+
+  private throwFirstViolation(): void {
+    const first = this.violations[0];
+    if (first === undefined) return;
+    first.report = this.report();
+    throw first;
   }
 
   // ---- set-up --------------------------------------------------------------------------------
