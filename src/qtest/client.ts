@@ -218,6 +218,19 @@ export class QtestClient {
     return this.irqLevels.get(n) ?? false;
   }
 
+  /**
+   * Steps virtual time deadline by deadline (`clock_step`) until intercepted line `n` has `level`;
+   * returns the virtual time then. Throws after `maxSteps` steps (a bound, not a wall-clock wait).
+   */
+  async waitIrq(n: number, level = true, maxSteps = 1000): Promise<number> {
+    let now = -1;
+    for (let i = 0; i <= maxSteps; i++) {
+      if (this.getIrq(n) === level) return now >= 0 ? now : this.clockStep(0);
+      now = await this.clockStep();
+    }
+    throw new Error(`IRQ ${n} did not go ${level ? 'high' : 'low'} within ${maxSteps} clock steps`);
+  }
+
   async setIrqIn(path: string, name: string | null, n: number, level: number): Promise<void> {
     await this.command(`set_irq_in ${path} ${name ?? 'unnamed-gpio-in'} ${n} ${level}`);
   }

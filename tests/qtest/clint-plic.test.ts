@@ -35,6 +35,15 @@ describe('CLINT over qtest (10 MHz timebase, time only moves with clock_step)', 
     expect(qt.getIrq(1)).toBe(true);
   });
 
+  it('waitIrq steps time until the timer interrupt arrives', async () => {
+    const { qt } = virt();
+    await qt.irqInterceptOut('/machine/unattached/device[1]'); // QEMU's ACLINT MTIMER: mtip per hart
+    await qt.writeq(MTIMECMP, 12_345n);
+    expect(await qt.waitIrq(0)).toBe(1_234_500);
+    expect(await qt.readq(MTIME)).toBe(12_345n);
+    await expect(qt.waitIrq(0, false, 3)).rejects.toThrow('did not go low within 3 clock steps');
+  });
+
   it('msip raises and lowers the software interrupt', async () => {
     const { qt } = virt();
     await qt.irqInterceptOut(CLINT_PATH);
