@@ -3,7 +3,7 @@ import type { Co } from '../engine/coroutine.js';
 import { BlockError } from '../block/error.js';
 import { BlkPerm } from '../block/driver.js';
 import type { BlockGraph } from '../block/graph.js';
-import type { BlockDriverState, WriteRequestInfo } from '../block/node.js';
+import { type BlockDriverState, type WriteRequestInfo, bdrvDrainedBegin, bdrvDrainedEnd } from '../block/node.js';
 import {
   type BdrvDirtyBitmap,
   BitmapCheck,
@@ -101,7 +101,7 @@ function* backupLoop(job: Job<BackupState>): Co<number> {
       call.cancel();
       for (let guard = 0; !call.finished; guard++) {
         assert(guard < 1 << 24, 'backup cancel does not terminate');
-        yield* job.yieldJob();
+        yield* job.waitForEnter();
       }
       s.call = null;
       return 0;
@@ -155,10 +155,16 @@ export const backupDriver: JobDriver<BackupState> = {
   },
   clean(job) {
     const s = job.state;
-    s.removeHook?.();
-    s.removeHook = null;
-    s.bcs.dispose();
-    s.nodes.removeAll();
+    // bdrv_cbw_drop drains: guest writes still copying their old data must finish first.
+    bdrvDrainedBegin(s.source);
+    try {
+      s.removeHook?.();
+      s.removeHook = null;
+      s.bcs.dispose();
+      s.nodes.removeAll();
+    } finally {
+      bdrvDrainedEnd(s.source);
+    }
   },
   pause(job) {
     const call = job.state.call;

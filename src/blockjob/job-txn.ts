@@ -85,7 +85,9 @@ export function completedTxnAbort(job: Job): void {
     const other = txn.jobs[0]!;
     if (!other.isCompleted) {
       assert(other.cancelRequested, 'sibling of an aborting job was not cancelled');
-      other.finishSync();
+      // A sibling that never started has nothing to wait for: it fails as cancelled right here.
+      if (!other.started) updateRc(other);
+      else other.finishSync();
     }
     finalizeSingle(other);
   }

@@ -417,7 +417,12 @@ export class Job<S = unknown> {
       const status = this.status;
       this.setStatus(status === 'ready' ? 'standby' : 'paused');
       this.paused = true;
-      yield* this.doYield(null);
+      // Parked until the pause is lifted or the job is force-cancelled: a kick for another reason
+      // (a helper finishing) must not unpause it.
+      for (let guard = 0; this.shouldPause && !this.isCancelled; guard++) {
+        assert(guard < 1 << 24, 'pause point does not terminate');
+        yield* this.doYield(null);
+      }
       this.paused = false;
       this.setStatus(status);
     }
@@ -436,6 +441,14 @@ export class Job<S = unknown> {
     if (this.isCancelled) return;
     if (!this.shouldPause) yield* this.doYield(null);
     yield* this.pausePoint();
+  }
+
+  /**
+   * Waits until entered even when force-cancelled (job_yield returns at once then): for a job
+   * that must wait for its own helpers to stop before it may return.
+   */
+  *waitForEnter(): Co<void> {
+    yield* this.doYield(null);
   }
 
   /** block_job_ratelimit_processed_bytes. */
@@ -606,13 +619,10 @@ export class Job<S = unknown> {
    * coroutine). Returns the job's result.
    */
   finishSync(): number {
-    const done = this.loop.runUntil(
-      () => {
-        this.enter();
-        return this.isCompleted;
-      },
-      { maxTasks: FINISH_SYNC_MAX_TASKS },
-    );
+    // One kick (QEMU kicks on every poll; with no blocking poll here that would livelock a job
+    // that waits for its own helpers): cancel and resume kick it again when it matters.
+    this.enter();
+    const done = this.loop.runUntil(() => this.isCompleted, { maxTasks: FINISH_SYNC_MAX_TASKS });
     assert(done, () => `job '${this.name}' did not complete (status ${this.status}) at ${this.loop.nowNs} ns`);
     return this.isCancelled && this.ret === 0 ? -Errno.ECANCELED : this.ret;
   }
