@@ -142,6 +142,11 @@ export class RiscvHart {
   readonly xu = new BigUint64Array(this.x.buffer);
   readonly xi = new Int32Array(this.x.buffer);
   readonly f = new BigUint64Array(32);
+  /** Views of the FP register file: doubles and raw 32-bit halves (the FP fast paths avoid BigInt). */
+  readonly ff = new Float64Array(this.f.buffer);
+  readonly fi = new Int32Array(this.f.buffer);
+  private readonly scratchI32 = new Int32Array(1);
+  private readonly scratchF32 = new Float32Array(this.scratchI32.buffer);
   /** Program counter: RV64 as a signed number (exact within ±2^52), RV32 as an unsigned 32-bit number. */
   pc = 0;
   priv: number = Priv.M;
@@ -1862,9 +1867,49 @@ export class RiscvHart {
     }
   }
 
+  /** RNE fast path for the common arithmetic ops; false = take the exact path. */
+  private fastFp(insn: Insn): boolean {
+    const op = insn.op;
+    let kind: 0 | 1 | 2 | 3 | 4;
+    if (op === Op.FADD) kind = 0;
+    else if (op === Op.FSUB) kind = 1;
+    else if (op === Op.FMUL) kind = 2;
+    else if (op === Op.FDIV) kind = 3;
+    else if (op === Op.FSQRT) kind = 4;
+    else if (op === Op.FMADD && insn.dbl) {
+      const r = sf.fastFma64(this.ff[insn.rs1]!, this.ff[insn.rs2]!, this.ff[insn.rs3]!);
+      if (r === undefined) return false;
+      this.ff[insn.rd] = r;
+      return true;
+    } else return false;
+    if (insn.dbl) {
+      const r = sf.fastOp64(kind, this.ff[insn.rs1]!, this.ff[insn.rs2]!);
+      if (r === undefined) return false;
+      this.ff[insn.rd] = r;
+      return true;
+    }
+    const fi = this.fi;
+    if (fi[insn.rs1 * 2 + 1] !== -1 || (kind !== 4 && fi[insn.rs2 * 2 + 1] !== -1)) return false;
+    this.scratchI32[0] = fi[insn.rs1 * 2]!;
+    const a = this.scratchF32[0]!;
+    this.scratchI32[0] = fi[insn.rs2 * 2]!;
+    const b = this.scratchF32[0]!;
+    const r = sf.fastOp32(kind, a, b);
+    if (r === undefined) return false;
+    this.scratchF32[0] = r;
+    fi[insn.rd * 2] = this.scratchI32[0]!;
+    fi[insn.rd * 2 + 1] = -1;
+    return true;
+  }
+
   private execFp(insn: Insn): void {
     this.requireFs();
     sf.fpState.flags = 0;
+    if ((insn.rm === 0 || (insn.rm === 7 && this.frm === 0)) && insn.op >= Op.FMADD && insn.op <= Op.FSQRT && this.fastFp(insn)) {
+      this.mstatus |= MS.FS;
+      this.accrue();
+      return;
+    }
     const dbl = insn.dbl;
     const fmt = dbl ? sf.F64 : sf.F32;
     const rd = insn.rd;

@@ -414,3 +414,127 @@ export function fcvtFloat(x: bigint, from: FloatFormat, to: FloatFormat, rm: num
   if (a.cls === Cls.Zero) return packZero(a.sign, to);
   return roundPack(a.sign, a.mant, a.exp, to, rm);
 }
+
+// ---- fast paths (round-to-nearest-even only) --------------------------------------------------
+// Native doubles give RNE results; exactness (the NX flag) comes from error-free transformations.
+// Anything near overflow, underflow, NaN, infinity or zero returns undefined: the exact slow path
+// above decides those.
+
+const SPLIT = 134217729; // 2^27 + 1 (Veltkamp)
+const BIG = 2 ** 995;
+const TINY64 = 2 ** -960;
+const MIN_NORMAL32 = 2 ** -126;
+const MAX32 = 3.4028234663852886e38;
+
+/** Error of a*b (exact when the inputs are within bounds). */
+function productError(a: number, b: number, p: number): number {
+  let t = SPLIT * a;
+  const ahi = t - (t - a);
+  const alo = a - ahi;
+  t = SPLIT * b;
+  const bhi = t - (t - b);
+  const blo = b - bhi;
+  return ((ahi * bhi - p) + ahi * blo + alo * bhi) + alo * blo;
+}
+
+function okRange64(r: number): boolean {
+  const m = Math.abs(r);
+  return m >= TINY64 && m < BIG;
+}
+
+/** Binary64 op in RNE: result as a number, or undefined to take the exact path. Sets NX. */
+export function fastOp64(op: 0 | 1 | 2 | 3 | 4, a: number, b: number): number | undefined {
+  if (!okRange64(a) || (op !== 4 && !okRange64(b))) return undefined;
+  let r: number;
+  let exact: boolean;
+  switch (op) {
+    case 0:
+    case 1: {
+      const bb = op === 0 ? b : -b;
+      r = a + bb;
+      if (!okRange64(r)) return undefined;
+      const bv = r - a;
+      exact = a - (r - bv) + (bb - bv) === 0;
+      break;
+    }
+    case 2:
+      r = a * b;
+      if (!okRange64(r)) return undefined;
+      exact = productError(a, b, r) === 0;
+      break;
+    case 3: {
+      r = a / b;
+      if (!okRange64(r)) return undefined;
+      const p = r * b;
+      exact = p === a && productError(r, b, p) === 0;
+      break;
+    }
+    default: {
+      if (a < 0) return undefined;
+      r = Math.sqrt(a);
+      if (!okRange64(r)) return undefined;
+      const p = r * r;
+      exact = p === a && productError(r, r, p) === 0;
+      break;
+    }
+  }
+  if (!exact) fpState.flags |= FFlag.NX;
+  return r;
+}
+
+/** Binary64 fused a*b+c in RNE when a*b is exact in binary64 (then one rounding of the sum). */
+export function fastFma64(a: number, b: number, c: number): number | undefined {
+  if (!okRange64(a) || !okRange64(b) || !okRange64(c)) return undefined;
+  const p = a * b;
+  if (!okRange64(p) || productError(a, b, p) !== 0) return undefined;
+  const r = p + c;
+  if (!okRange64(r)) return undefined;
+  const bv = r - p;
+  if (p - (r - bv) + (c - bv) !== 0) fpState.flags |= FFlag.NX;
+  return r;
+}
+
+function okRange32(r: number): boolean {
+  const m = Math.abs(r);
+  return m >= MIN_NORMAL32 && m <= MAX32;
+}
+
+/**
+ * Binary32 op in RNE through binary64 (double rounding is innocuous for + - * / sqrt since
+ * 53 >= 2*24 + 2); exactness is checked in binary64, where these products are exact.
+ */
+export function fastOp32(op: 0 | 1 | 2 | 3 | 4, a: number, b: number): number | undefined {
+  if (!okRange32(a) || (op !== 4 && !okRange32(b))) return undefined;
+  let r: number;
+  let exact: boolean;
+  switch (op) {
+    case 0:
+    case 1: {
+      const bb = op === 0 ? b : -b;
+      const s = a + bb;
+      const bv = s - a;
+      const err = a - (s - bv) + (bb - bv);
+      r = Math.fround(s);
+      exact = err === 0 && r === s;
+      break;
+    }
+    case 2: {
+      const p = a * b;
+      r = Math.fround(p);
+      exact = r === p;
+      break;
+    }
+    case 3:
+      r = Math.fround(a / b);
+      exact = r * b === a;
+      break;
+    default:
+      if (a < 0) return undefined;
+      r = Math.fround(Math.sqrt(a));
+      exact = r * r === a;
+      break;
+  }
+  if (!okRange32(r)) return undefined;
+  if (!exact) fpState.flags |= FFlag.NX;
+  return r;
+}
