@@ -33,7 +33,7 @@ describe('block jobs and transactions (property, scheduler in external mode)', (
     const result = fc.check(property(true), { numRuns: 2000, seed: seed ?? 42, path });
     expect(result.failed).toBe(true);
     const [counterexample] = result.counterexample as [{ commands: ScenarioCommand[]; choices: number[] }];
-    const error = String(result.errorInstance ?? result.error);
+    const error = String(result.errorInstance);
     // Shown on every run so the shrunk scenario can be read in CI logs.
     console.log(`legacy race found after ${result.numRuns} runs (seed ${result.seed}, path ${result.counterexamplePath}):\n${JSON.stringify(counterexample.commands)}\n${error}`);
     expect(error).toContain("invariant 'aborted-txn-never-completes' broken");
