@@ -44,6 +44,8 @@ interface Request {
   readonly command: string;
   readonly args: JsonObject;
   readonly id: JsonValue | undefined;
+  /** Set when the message itself was bad: the reply is this error, in its turn (QEMU queues it too). */
+  readonly error?: QmpErrorBody;
 }
 
 /** One connected client: its parser, negotiation state and output. */
@@ -154,19 +156,18 @@ export class QmpServer {
 
   /** A complete message from a client's stream (handle_qmp_command). */
   onMessage(session: QmpSession, value: JsonValue | undefined, parseError: string | undefined): void {
-    if (value === undefined) {
-      session.send({ error: { class: 'GenericError', desc: parseError ?? 'JSON parse error' } });
-      return;
-    }
-    const id = isJsonObject(value) && Object.prototype.hasOwnProperty.call(value, 'id') ? value['id'] : undefined;
     let request: Request;
-    try {
-      request = this.envelope(session, value, id);
-    } catch (error) {
-      const body = errorBody(error);
-      if (body === undefined) throw error;
-      session.send(id === undefined ? { error: body } : { id, error: body });
-      return;
+    if (value === undefined) {
+      request = { session, command: '', args: {}, id: undefined, error: { class: 'GenericError', desc: parseError ?? 'JSON parse error' } };
+    } else {
+      const id = isJsonObject(value) && Object.prototype.hasOwnProperty.call(value, 'id') ? value['id'] : undefined;
+      try {
+        request = this.envelope(session, value, id);
+      } catch (error) {
+        const body = errorBody(error);
+        if (body === undefined) throw error;
+        request = { session, command: '', args: {}, id, error: body };
+      }
     }
     session.queued++;
     this.requests.push(request);
@@ -211,7 +212,7 @@ export class QmpServer {
       this.busy = true;
       let reply: QmpReply;
       try {
-        reply = this.execute(request.session, request.command, request.args);
+        reply = request.error !== undefined ? { error: request.error } : this.execute(request.session, request.command, request.args);
       } finally {
         this.busy = false;
       }

@@ -13,6 +13,7 @@ import { jobCommands } from '../monitor/commands/jobs.js';
 import { transactionCommands } from '../monitor/commands/transaction.js';
 import { QmpError } from '../monitor/errors.js';
 import type { JsonObject } from '../monitor/json-value.js';
+import type { JsonStreamLimits } from '../monitor/json-stream.js';
 import { PathPolicy } from '../monitor/path-policy.js';
 import { QmpServer, type QmpReply, eventMessage } from '../monitor/qmp-server.js';
 import { RunState } from '../monitor/run-state.js';
@@ -38,6 +39,8 @@ export interface CreateVmOptions {
   readonly cwd?: string;
   /** TEST-ONLY: transactions start backup jobs in prepare (QEMU before 2016); see TransactionEnv. */
   readonly legacyStartInPrepare?: boolean;
+  /** JSON stream limits of every monitor (QEMU's by default; tests use small ones). */
+  readonly qmpLimits?: JsonStreamLimits;
 }
 
 /**
@@ -76,7 +79,7 @@ export class Vm implements MonitorVm {
     this.table.register(...coreCommands(this.table), ...blockCommands(), ...jobCommands(), ...transactionCommands());
     this.direct = new QmpServer(this, this.table, { name: 'direct' });
     for (const spec of config.monitors) {
-      const server = new QmpServer(this, this.table, { name: spec.name });
+      const server = new QmpServer(this, this.table, { name: spec.name, limits: options.qmpLimits });
       server.attach(this.loop.gate);
       this.monitors.push(server);
     }
