@@ -142,6 +142,48 @@ function cmdWrite(args: string[]): boolean {
   return true;
 }
 
+/** readv/writev: one offset, several lengths (an iovec); output as read/write. */
+function cmdVector(args: string[], write: boolean): boolean {
+  const p = getopt(args, write ? 'CfqP:' : 'CqP:s:l:v');
+  const name = write ? 'writev' : 'readv';
+  if (p.positional.length < 2) throw new CmdError(`bad argument count ${p.positional.length} to ${name}, expected at least 2 arguments`);
+  const offset = cvtnum(p.positional[0]!);
+  const count = p.positional.slice(1).reduce((sum, t) => sum + cvtnum(t), 0);
+  const pattern = has(p, 'P') ? parsePattern(last(p, 'P')!) : write ? 0xcd : null;
+  const t0 = performance.now();
+  const buf = new Uint8Array(count);
+  try {
+    if (write) run(img().write(offset, buf.fill(pattern!)));
+    else run(img().read(offset, buf));
+  } catch (e) {
+    out(`${name} failed: ${errText(e)}`);
+    return false;
+  }
+  const ms = performance.now() - t0;
+  const ok = write || verify(buf, pattern, offset, 0, count);
+  if (has(p, 'q')) return ok;
+  if (!write && has(p, 'v')) dumpBuffer(buf, offset);
+  report(write ? 'wrote' : 'read', offset, count, count, 1, ms);
+  return ok;
+}
+
+function cmdTruncate(args: string[]): boolean {
+  const p = getopt(args, 'm:');
+  if (p.positional.length !== 1) throw new CmdError(`bad argument count ${p.positional.length} to truncate, expected 1 arguments`);
+  const mode = last(p, 'm') ?? 'off';
+  if (mode !== 'off') throw new CmdError(`Invalid preallocation mode '${mode}'`);
+  try {
+    run(img().truncate(cvtnum(p.positional[0]!), true));
+  } catch (e) {
+    if (e instanceof ImageError) {
+      out(`truncate: ${e.message}`);
+      return false;
+    }
+    throw e;
+  }
+  return true;
+}
+
 let aioFailed = false;
 
 function cmdAio(args: string[], write: boolean): boolean {
@@ -270,7 +312,11 @@ length -- gets the length of the current file
 map -- prints the allocated areas of a file
 quit -- exit the program
 read [-bCqv] [-P pattern [-s off] [-l len]] off len -- reads a number of bytes at a specified offset
-write [-bcCfnquz] [-P pattern] off len -- writes a number of bytes at a specified offset`;
+readv [-Cqv] [-P pattern] off len [len..] -- reads a number of bytes at a specified offset
+sleep milliseconds -- waits for the given value in milliseconds
+truncate [-m prealloc_mode] off -- truncates the current file at the given offset
+write [-bcCfnquz] [-P pattern] off len -- writes a number of bytes at a specified offset
+writev [-Cfq] [-P pattern] off len [len..] -- writes a number of bytes at a specified offset`;
 
 /** Runs one command line; returns false when it failed. */
 function command(line: string): boolean | 'quit' {
@@ -285,6 +331,17 @@ function command(line: string): boolean | 'quit' {
       case 'write':
       case 'w':
         return cmdWrite(args);
+      case 'readv':
+        return cmdVector(args, false);
+      case 'writev':
+        return cmdVector(args, true);
+      case 'truncate':
+      case 't':
+        return cmdTruncate(args);
+      case 'sleep':
+        // Nothing runs in the background here: a sleep only lets in-flight AIO finish.
+        drainAio();
+        return true;
       case 'aio_read':
         return cmdAio(args, false);
       case 'aio_write':
