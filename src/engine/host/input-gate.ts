@@ -137,7 +137,7 @@ export class InputGate {
       const next = this.source?.peek();
       if (next === undefined) return false;
       const now = this.stampNow();
-      return next.step <= now.step && next.icount <= now.icount;
+      return next.step <= now.step && next.icount <= now.icount && next.ns <= now.ns;
     }
     return this.order.length > 0;
   }
@@ -214,7 +214,9 @@ export class InputGate {
     const now = this.stampNow();
     for (let guard = 0; guard < MAX_PENDING_PER_CHANNEL; guard++) {
       const next = source.peek();
-      if (next === undefined || next.step > now.step || next.icount > now.icount) break;
+      // All three coordinates: at one step and icount, time may still jump (to a timer deadline)
+      // before the recorded delivery; `nextDueNs` stops that jump at the input's ns.
+      if (next === undefined || next.step > now.step || next.icount > now.icount || next.ns > now.ns) break;
       source.take();
       const ch = this.channel(next.channel);
       if (ch.sink === null) throw new ReplayMismatchError(`replayed input #${next.seq} for channel '${next.channel}', which has no receiver in this run`);
