@@ -1,0 +1,41 @@
+// Differential tests against QEMU: recorded QEMU results (fixtures/isa/diff/recorded.json, made by
+// tools/riscv-diff-record.ts) replayed on tsqemu's interpreter and JIT, and, when
+// qemu-system-riscv64 is installed, fresh random programs compared live.
+// Reproduce a live failure with FC_SEED=<seed> FC_PATH=<path>.
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { buildElf, type DiffProgram, haveQemu, programArb, repoPath, runQemu, runTsqemu } from '../../tools/riscv-diff-lib.js';
+
+interface Recorded extends DiffProgram {
+  readonly qemu: string;
+}
+
+const template = readFileSync(repoPath('fixtures', 'isa', 'diff', 'template.elf'));
+const recorded = JSON.parse(readFileSync(repoPath('fixtures', 'isa', 'diff', 'recorded.json'), 'utf8')) as { programs: Recorded[] };
+
+describe('RISC-V vs recorded QEMU results', () => {
+  it(`${recorded.programs.length} recorded programs give QEMU's registers and memory (interpreter and JIT)`, () => {
+    expect(recorded.programs.length).toBeGreaterThan(0);
+    recorded.programs.forEach((p, index) => {
+      const elf = buildElf(template, p);
+      expect({ index, out: runTsqemu(elf, false) }).toEqual({ index, out: p.qemu });
+      expect({ index, out: runTsqemu(elf, true) }).toEqual({ index, out: p.qemu });
+    });
+  });
+});
+
+describe.skipIf(!haveQemu())('RISC-V vs live QEMU (skipped: qemu-system-riscv64 not installed)', () => {
+  it('fresh random programs agree with qemu-system-riscv64 -M spike', () => {
+    const params = { numRuns: 15, seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+    fc.assert(
+      fc.property(programArb, (p) => {
+        const elf = buildElf(template, p);
+        const qemu = runQemu(elf);
+        expect(qemu.length).toBeGreaterThan(1000);
+        expect(runTsqemu(elf, true)).toBe(qemu);
+      }),
+      params,
+    );
+  });
+});
