@@ -228,6 +228,11 @@ export interface BlockDriver {
   /** Called on the first drained-begin of the node / the last drained-end. */
   drainBegin?(bs: BlockDriverState): void;
   drainEnd?(bs: BlockDriverState): void;
+  /**
+   * Switches the node between read-only and read-write (bdrv_reopen of `read-only`), e.g. the
+   * file driver reopens its host file; null on success, else why not. Absent: nothing to do.
+   */
+  reopenReadOnly?(bs: BlockDriverState, readOnly: boolean): BlockError | null;
   /** Persistent bitmaps: null if the node can store a new bitmap `name`, else why not. */
   canStoreNewDirtyBitmap?(bs: BlockDriverState, name: string, granularity: number): Co<BlockError | null>;
   /** Persistent bitmaps: removes `name` from the image; null on success. */

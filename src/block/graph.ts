@@ -5,7 +5,7 @@ import { CoQueue } from '../engine/sync.js';
 import type { ChildPerms, OpenChildOptions, OpenContext } from './driver.js';
 import { BlockBackend } from './block-backend.js';
 import { BlockError } from './error.js';
-import { bdrvCoDrainedBegin, bdrvCoFlush, bdrvDrainedEnd } from './io.js';
+import { bdrvCoDrainedBegin, bdrvCoFlush, bdrvDrainedBegin, bdrvDrainedEnd } from './io.js';
 import { BdrvChild, type BdrvChildParent, BlockDriverState, type DetectZeroes } from './node.js';
 import { type BlockdevOptions, type BlockdevRef, OptionReader } from './options.js';
 import { updatePerms } from './perms.js';
@@ -294,6 +294,49 @@ export class BlockGraph {
   refreshPerms(bs: BlockDriverState): void {
     const error = updatePerms(new Map(), [bs]);
     if (error !== null) throw error;
+  }
+
+  /**
+   * bdrv_reopen_set_read_only: switches `bs` and the nodes below it along its primary children
+   * (a format's file, a filter's child; not backing files) to read-only or read-write, all or
+   * nothing. Going read-only is refused while a parent writes ("Block node is read-only"); going
+   * read-write reopens host files writable and lets format drivers take write permissions.
+   * Drains the node first when called from outside a coroutine.
+   */
+  reopenReadOnly(bs: BlockDriverState, readOnly: boolean): void {
+    const chain: BlockDriverState[] = [];
+    for (let node: BlockDriverState | null = bs; node !== null && chain.length < MAX_NODES; node = node.primaryChild?.bs ?? null) chain.push(node);
+    const order = readOnly ? chain : [...chain].reverse();
+    const changed: BlockDriverState[] = [];
+    const undo = (): void => {
+      for (const node of changed.reverse()) {
+        node.drv.reopenReadOnly?.(node, !readOnly);
+        node.readOnly = !readOnly;
+      }
+      const error = updatePerms(new Map(), [bs]);
+      assert(error === null, () => `reopen undo failed: ${error?.message}`);
+    };
+    const drained = this.loop.current === null;
+    if (drained) bdrvDrainedBegin(bs);
+    try {
+      for (const node of order) {
+        if (node.readOnly === readOnly) continue;
+        const error = node.drv.reopenReadOnly?.(node, readOnly) ?? null;
+        if (error !== null) {
+          undo();
+          throw error;
+        }
+        node.readOnly = readOnly;
+        changed.push(node);
+      }
+      const error = updatePerms(new Map(), chain);
+      if (error !== null) {
+        undo();
+        throw error;
+      }
+    } finally {
+      if (drained) bdrvDrainedEnd(bs);
+    }
   }
 
   /**

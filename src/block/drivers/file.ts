@@ -90,6 +90,19 @@ export const fileDriver: BlockDriver = {
     bs.filename = filename;
   },
 
+  reopenReadOnly(bs: BlockDriverState, readOnly: boolean): BlockError | null {
+    const s = state(bs);
+    let fd: number;
+    try {
+      fd = openSync(s.filename, readOnly ? 'r' : 'r+');
+    } catch (error) {
+      return BlockError.withErrno(`Could not reopen file`, errnoFromHostError(error));
+    }
+    hostCall(() => closeSync(s.fd));
+    s.fd = fd;
+    return null;
+  },
+
   *close(bs: BlockDriverState): Co<void> {
     const s = state(bs);
     if (s.fd >= 0) hostCall(() => closeSync(s.fd));

@@ -88,6 +88,18 @@ describe('file', () => {
     expect(() => graph.blockdevAdd({ driver: 'null-co', cache: { bogus: true } })).toThrow("Parameter 'cache.bogus' is unexpected");
   });
 
+  it('flushes to the host (fdatasync) and counts it', () => {
+    const t = tempDir();
+    cleanup = t.cleanup;
+    const path = join(t.dir, 'fl.img');
+    patternFile(path, 4096);
+    const { loop, graph } = newGraph();
+    const bs = graph.blockdevAdd({ driver: 'raw', file: { driver: 'file', 'node-name': 'proto', filename: path } });
+    const blk = BlockBackend.withNode(graph, bs, devicePerms(false));
+    expect(run(loop, blk.coFlush())).toBe(0);
+    expect(graph.findNode('proto')!.stats.flushOperations).toBe(1);
+  });
+
   it('refuses a directory and bad enum values', () => {
     const t = tempDir();
     cleanup = t.cleanup;

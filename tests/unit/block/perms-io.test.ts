@@ -113,7 +113,6 @@ describe('I/O path', () => {
     const blk = BlockBackend.withNode(graph, bs, devicePerms(false));
     const w = new Uint8Array(5000).fill(0x5a);
     expect(run(loop, blk.coPwritev(3000, 5000, w))).toBe(0);
-    expect(run(loop, blk.coFlush())).toBe(0);
     const expected = data.slice();
     expected.fill(0x5a, 3000, 8000);
     expect(new Uint8Array(readFileSync(path))).toEqual(expected);
@@ -225,5 +224,27 @@ describe('I/O path', () => {
     expect(graph.findNode('proto')!.stats.flushOperations).toBe(1);
     expect(bs.stats.wrOperations).toBe(1);
     expect(bs.stats.wrBytes).toBe(512);
+  });
+});
+
+describe('reopen read-only / read-write', () => {
+  it('makes a read-only chain writable and back, refusing while a writer is attached', () => {
+    const { path, data } = fileImage(8192);
+    const { loop, graph } = newGraph();
+    const bs = graph.blockdevAdd({ driver: 'raw', 'node-name': 'base', 'read-only': true, file: { driver: 'file', 'node-name': 'proto', filename: path, 'read-only': true } });
+    expect(thrown(() => BlockBackend.withNode(graph, bs, devicePerms(false)))).toBe('Block node is read-only');
+    graph.reopenReadOnly(bs, false);
+    expect(bs.readOnly).toBe(false);
+    expect(graph.findNode('proto')!.readOnly).toBe(false);
+    const blk = BlockBackend.withNode(graph, bs, devicePerms(false));
+    expect(run(loop, blk.coPwritev(0, 4, new Uint8Array([9, 9, 9, 9])))).toBe(0);
+    expect([...readFileSync(path).subarray(0, 5)]).toEqual([9, 9, 9, 9, data[4]]);
+    expect(thrown(() => graph.reopenReadOnly(bs, true))).toBe('Block node is read-only');
+    expect(bs.readOnly).toBe(false);
+    expect(run(loop, blk.coPwritev(0, 1, new Uint8Array([1])))).toBe(0);
+    blk.dispose();
+    graph.reopenReadOnly(bs, true);
+    expect(graph.findNode('proto')!.readOnly).toBe(true);
+    expect(run(loop, bdrvCoPwritev(bs, 0, 1, new Uint8Array([1])))).toBe(-Errno.EPERM);
   });
 });
