@@ -322,7 +322,16 @@ function cmdMap(args: string[]): number {
     if (max === null) throw new Fail('Invalid max length specified! You may use k, M, G, T, P or E suffixes for ');
     const begin = Math.min(start, size);
     const entries = run('map', mapImage(h, begin, Math.min(size - begin, max)));
-    out(output === 'json' ? mapJson(entries) : mapHuman(entries));
+    if (output === 'json') {
+      out(mapJson(entries));
+      return 0;
+    }
+    const human = mapHuman(entries);
+    out(human.text);
+    if (human.error !== null) {
+      err(human.error);
+      return 1;
+    }
     return 0;
   } finally {
     closeTop(h);

@@ -68,14 +68,19 @@ export function mapJson(entries: readonly MapEntry[]): string {
   return `[${lines.join(',\n')}]`;
 }
 
-/** The human format: only data with a host offset, as `Offset Length Mapped to File`. */
-export function mapHuman(entries: readonly MapEntry[]): string {
+/**
+ * The human format: only data with a host offset, as `Offset Length Mapped to File`. Data without
+ * one (compressed clusters) cannot be shown this way: `error` is set and the listing stops there,
+ * as qemu-img map does.
+ */
+export function mapHuman(entries: readonly MapEntry[]): { text: string; error: string | null } {
   const hex = (n: number): string => (n === 0 ? '0' : `0x${n.toString(16)}`);
   const pad = (s: string): string => s.padEnd(16);
   const lines = [`${pad('Offset')}${pad('Length')}${pad('Mapped to')}File`];
   for (const e of entries) {
-    if (!e.data || e.offset === null) continue;
+    if (!e.data) continue;
+    if (e.offset === null) return { text: lines.join('\n'), error: 'File contains external, encrypted or compressed clusters.' };
     lines.push(`${pad(hex(e.start))}${pad(hex(e.length))}${pad(hex(e.offset))}${e.filename}`);
   }
-  return lines.join('\n');
+  return { text: lines.join('\n'), error: null };
 }
