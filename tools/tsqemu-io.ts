@@ -289,7 +289,11 @@ function cmdInfo(): boolean {
   const h = img();
   out(`format name: ${h.format}`);
   const q = h.qcow2;
-  if (q === null) return true;
+  if (q === null) {
+    out(`cluster size: ${cvtstr(0)}`);
+    out(`vm state offset: ${cvtstr(0)}`);
+    return true;
+  }
   out(`cluster size: ${cvtstr(q.cs)}`);
   const l1Span = q.cs * q.l2Entries;
   out(`vm state offset: ${cvtstr(Math.ceil(q.sizeBytes / l1Span) * l1Span)}`);
