@@ -59,10 +59,15 @@ export class BlockGraph {
     if (!this.drainWaiters.empty) this.drainWaiters.restartAll();
   }
 
-  /** "#block<N>": QEMU's generated node names (id_generate(ID_BLOCK)). */
+  /**
+   * QEMU's generated node names (id_generate(ID_BLOCK)): "#block", a counter, then two random
+   * digits ("#block041", "#block156"). The digits come from a seeded RNG stream, so a run's names
+   * are reproducible.
+   */
   generateNodeName(): string {
+    const rng = this.loop.rng.stream('block-node-names');
     for (let guard = 0; guard < MAX_NODES * 2; guard++) {
-      const name = `#block${this.autoNameCounter++}`;
+      const name = `#block${this.autoNameCounter++}${String(rng.int(100)).padStart(2, '0')}`;
       if (!this.nodes.has(name)) return name;
     }
     assert(false, 'no free node name');

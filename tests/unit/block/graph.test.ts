@@ -44,7 +44,9 @@ describe('blockdev-add', () => {
     const { graph } = newGraph();
     const bs = graph.blockdevAdd({ driver: 'raw', 'node-name': 'disk', file: { driver: 'file', filename: path } });
     expect(bs.nodeName).toBe('disk');
-    expect(bs.file!.bs.nodeName).toMatch(/^#block\d+$/);
+    // "#block" + counter + two random digits, as QEMU's id_generate (seeded: reproducible).
+    expect(bs.file!.bs.nodeName).toMatch(/^#block0\d\d$/);
+    expect(newGraph().graph.generateNodeName()).toBe(newGraph().graph.generateNodeName());
     expect(bs.file!.bs.autoNodeName).toBe(true);
     expect(bs.filename).toBe(path);
     expect([...graph.nodes.keys()].sort()).toEqual([bs.file!.bs.nodeName, 'disk'].sort());
