@@ -57,7 +57,7 @@ export const fileDriver: BlockDriver = {
 
   *open(bs: BlockDriverState, opts: OptionReader, _ctx: OpenContext): Co<void> {
     const filename = opts.str('filename', true);
-    opts.enumOf('aio', ['threads', 'native', 'io_uring'] as const, 'threads');
+    const aio = opts.enumOf('aio', ['threads', 'native', 'io_uring'] as const, 'threads');
     opts.enumOf('locking', ['auto', 'on', 'off'] as const, 'auto');
     opts.int('aio-max-batch', 0, 0);
     opts.bool('drop-cache', true);
@@ -68,6 +68,7 @@ export const fileDriver: BlockDriver = {
     // O_DIRECT needs sector-aligned requests: model it with the usual 512-byte alignment (QEMU
     // probes the device; the generic layer then does read-modify-write).
     const direct = cache?.['direct'] === true || cache?.['direct'] === 'on';
+    if (aio === 'native' && !direct) throw new BlockError('aio=native was specified, but it requires cache.direct=on, which was not specified.');
     let fd = -1;
     try {
       fd = openSync(filename, bs.readOnly ? 'r' : 'r+');

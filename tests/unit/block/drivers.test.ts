@@ -52,7 +52,7 @@ describe('file', () => {
     const orders = new Set<string>();
     for (let seed = 0; seed < 12; seed++) {
       const { loop, graph } = newGraph({ policy: seed === 0 ? 'fifo' : 'explore', seed });
-      const bs = graph.blockdevAdd({ driver: 'file', filename: path, aio: 'native', locking: 'off' });
+      const bs = graph.blockdevAdd({ driver: 'file', filename: path, aio: 'native', cache: { direct: true }, locking: 'off' });
       const blk = BlockBackend.withNode(graph, bs, devicePerms(true));
       const order: number[] = [];
       for (let i = 0; i < 4; i++) {
@@ -106,6 +106,7 @@ describe('file', () => {
     const { graph } = newGraph();
     expect(() => graph.blockdevAdd({ driver: 'file', filename: t.dir })).toThrow(`Could not open '${t.dir}': Is a directory`);
     expect(() => graph.blockdevAdd({ driver: 'file', filename: t.dir, aio: 'posix' })).toThrow("Parameter 'aio' does not accept value 'posix'");
+    expect(() => graph.blockdevAdd({ driver: 'file', filename: t.dir, aio: 'native' })).toThrow('aio=native was specified, but it requires cache.direct=on, which was not specified.');
   });
 
   it('opens read-only files read-only', () => {
