@@ -90,7 +90,11 @@ function cleanupSyncBitmap(s: BackupState, ret: number): void {
 function* backupLoop(job: Job<BackupState>): Co<number> {
   const s = job.state;
   for (let attempt = 0; attempt < 1 << 30; attempt++) {
-    const call = s.bcs.startCall(s.workers, job.limit, () => job.loop.clocks.realtimeNs, () => job.enter());
+    // Nothing (left) to copy: no workers needed. Copy-before-write may still be busy, but the
+    // clean-up drains the source before the state goes away.
+    const chunks = Math.ceil(s.bcs.copyBitmap.count / s.bcs.maxChunkBytes);
+    if (chunks === 0 && s.bcs.inFlight === 0) return 0;
+    const call = s.bcs.startCall(Math.max(1, Math.min(s.workers, chunks)), job.limit, () => job.loop.clocks.realtimeNs, () => job.enter());
     s.call = call;
     for (let guard = 0; !call.finished && !job.isCancelled; guard++) {
       assert(guard < 1 << 30, 'backup wait does not terminate');

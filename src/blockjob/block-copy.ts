@@ -34,6 +34,9 @@ export class CopyCall {
   finished = false;
   workersLeft = 0;
   readonly workers: Coroutine<void>[] = [];
+  /** The one worker that sleeps out a rate-limit delay; the others wait for it in `limitWaiters`. */
+  sleeperIndex = -1;
+  readonly limitWaiters = new CoQueue();
 
   constructor(private readonly onFinish: () => void) {}
 
@@ -45,6 +48,7 @@ export class CopyCall {
   cancel(): void {
     this.cancelled = true;
     for (const worker of this.workers) if (worker.state === 'sleeping') worker.wake();
+    this.limitWaiters.restartAll();
   }
 
   /** @internal */
@@ -196,19 +200,27 @@ export class BlockCopyState {
     const loop = this.source.bs.loop;
     call.workersLeft = workers;
     for (let i = 0; i < workers; i++) {
-      call.workers.push(loop.spawn(`block-copy-worker${i}`, this.worker(call, limit, nowNs)));
+      call.workers.push(loop.spawn(`block-copy-worker${i}`, this.worker(call, i, limit, nowNs)));
     }
     return call;
   }
 
-  private *worker(call: CopyCall, limit: RateLimit, nowNs: () => number): Co<void> {
+  private *worker(call: CopyCall, index: number, limit: RateLimit, nowNs: () => number): Co<void> {
     let cursor = 0;
     try {
       for (let guard = 0; guard < 1 << 30; guard++) {
         if (call.cancelled || call.ret < 0 || this.disposed) return;
         const delayNs = limit.calculateDelay(nowNs(), 0);
         if (delayNs > 0) {
-          yield sleep(delayNs, ClockType.Realtime);
+          // One worker sleeps; the rest wait for it, so a slow job costs one wake-up per slice.
+          if (call.sleeperIndex < 0) {
+            call.sleeperIndex = index;
+            yield sleep(delayNs, ClockType.Realtime);
+            call.sleeperIndex = -1;
+            call.limitWaiters.restartAll();
+          } else {
+            yield* call.limitWaiters.wait();
+          }
           continue;
         }
         let area = this.claim(cursor, this.lenBytes);

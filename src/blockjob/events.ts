@@ -68,7 +68,8 @@ export class EventBus {
     readonly historyCapacity: number = DEFAULT_EVENT_HISTORY,
   ) {
     assert(Number.isSafeInteger(historyCapacity) && historyCapacity > 0 && historyCapacity <= 1 << 20, 'bad event history capacity');
-    this.ring = new Array<AnyBusEvent | undefined>(historyCapacity);
+    // Grows up to the capacity as events come (most buses see few events).
+    this.ring = [];
   }
 
   /** Events emitted so far. */
@@ -78,7 +79,8 @@ export class EventBus {
 
   emit<K extends EventName>(event: K, data: EventMap[K]): void {
     const stamped = { seq: this.seq++, event, data, virtualNs: this.clocks.virtualNs, realtimeNs: this.clocks.realtimeNs } as AnyBusEvent;
-    this.ring[this.head] = stamped;
+    if (this.ring.length < this.historyCapacity) this.ring.push(stamped);
+    else this.ring[this.head] = stamped;
     this.head = (this.head + 1) % this.historyCapacity;
     if (this.count < this.historyCapacity) this.count++;
     // A listener that unsubscribes during delivery must not make us skip the next one.
