@@ -12,6 +12,7 @@ export type Schema =
   | { readonly k: 'str' }
   | { readonly k: 'int' }
   | { readonly k: 'uint' }
+  | { readonly k: 'uint32' }
   | { readonly k: 'num' }
   | { readonly k: 'bool' }
   | { readonly k: 'any' }
@@ -47,6 +48,7 @@ export interface UnionSchema {
 export const str: Schema = { k: 'str' };
 export const int: Schema = { k: 'int' };
 export const uint: Schema = { k: 'uint' };
+export const uint32: Schema = { k: 'uint32' };
 export const num: Schema = { k: 'num' };
 export const bool: Schema = { k: 'bool' };
 export const any: Schema = { k: 'any' };
@@ -101,6 +103,13 @@ export function check(schema: Schema, value: JsonValue, path: string, name: stri
       // QEMU accepts negative int64 values for uint64 members (they wrap), but not other types.
       if (!isInteger(value) || BigInt(value) < INT64_MIN || BigInt(value) > UINT64_MAX) throw typeError(path, 'integer');
       return;
+    case 'uint32': {
+      if (!isInteger(value) || BigInt(value) < INT64_MIN || BigInt(value) > UINT64_MAX) throw typeError(path, 'integer');
+      // Negative values wrap to huge uint64 values first, as in QEMU.
+      const big = BigInt(value);
+      if (big < 0n || big > 0xffffffffn) throw new QmpError(`Parameter '${name}' expects uint32_t`);
+      return;
+    }
     case 'num':
       if (typeof value !== 'number' && typeof value !== 'bigint') throw typeError(path, 'number');
       return;
@@ -118,7 +127,8 @@ export function check(schema: Schema, value: JsonValue, path: string, name: stri
       return;
     case 'list':
       if (!Array.isArray(value)) throw typeError(path, 'array');
-      for (let i = 0; i < value.length; i++) check(schema.of, value[i]!, `${path}[${i}]`, `${name}[${i}]`);
+      // QEMU names list elements NULL in enum and alternate messages: "Parameter 'null' ...".
+      for (let i = 0; i < value.length; i++) check(schema.of, value[i]!, `${path}[${i}]`, 'null');
       return;
     case 'struct':
       if (!isJsonObject(value)) throw typeError(path, 'object');
@@ -161,6 +171,7 @@ function matchesKind(schema: Schema, value: JsonValue): boolean {
       return typeof value === 'string';
     case 'int':
     case 'uint':
+    case 'uint32':
     case 'num':
       return typeof value === 'number' || typeof value === 'bigint';
     case 'bool':

@@ -1,7 +1,7 @@
 import { type BitmapAddData, type BitmapMergeData, type BitmapNameData, blockDirtyBitmapAdd, blockDirtyBitmapMerge, blockDirtyBitmapRemove } from '../../blockjob/bitmap-actions.js';
 import { type ActionSpec, type TransactionProperties, actionTypes, runTransaction } from '../../blockjob/transaction.js';
 import { type CommandDef, defineCommand } from '../command.js';
-import { type Schema, type StructSchema, bool, enumOf, int, listOf, str, struct, uint, union } from '../schema.js';
+import { type Schema, type StructSchema, bool, enumOf, int, listOf, str, struct, uint32, union } from '../schema.js';
 import { blockEnv } from './block.js';
 
 const onError = enumOf('report', 'ignore', 'enospc', 'stop', 'auto');
@@ -26,7 +26,7 @@ const backupCommon: Record<string, Schema> = {
 export const blockdevBackupArgs = struct({ ...backupCommon, target: str });
 export const driveBackupArgs = struct({ ...backupCommon, target: str, 'format?': str, 'mode?': enumOf('existing', 'absolute-paths') });
 const bitmapName = struct({ node: str, name: str });
-const bitmapAdd = struct({ node: str, name: str, 'granularity?': uint, 'persistent?': bool, 'disabled?': bool });
+const bitmapAdd = struct({ node: str, name: str, 'granularity?': uint32, 'persistent?': bool, 'disabled?': bool });
 const bitmapMerge = struct({ node: str, target: str, bitmaps: listOf({ k: 'alternate', name: 'BlockDirtyBitmapOrStr', choices: [str, bitmapName] }) });
 const snapshotSync = struct({ 'device?': str, 'node-name?': str, 'snapshot-file': str, 'snapshot-node-name?': str, 'format?': str, 'mode?': enumOf('existing', 'absolute-paths') });
 const snapshot = struct({ node: str, overlay: str });

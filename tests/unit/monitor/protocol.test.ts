@@ -47,7 +47,7 @@ describe('QMP protocol over a real unix socket', () => {
     expect((await c.waitFor(1))[0]).toEqual(GREETING);
     expect(await c.command('query-status')).toEqual({ error: { class: 'CommandNotFound', desc: "Expecting capabilities negotiation with 'qmp_capabilities'" } });
     expect(await c.command('nosuch')).toEqual({ error: { class: 'CommandNotFound', desc: "Expecting capabilities negotiation with 'qmp_capabilities'" } });
-    expect(await c.command('qmp_capabilities', { enable: ['bogus'] })).toEqual({ error: { class: 'GenericError', desc: "Parameter 'enable[0]' does not accept value 'bogus'" } });
+    expect(await c.command('qmp_capabilities', { enable: ['bogus'] })).toEqual({ error: { class: 'GenericError', desc: "Parameter 'null' does not accept value 'bogus'" } });
     expect(await c.command('qmp_capabilities', undefined, 7)).toEqual({ return: {}, id: 7 });
     expect(await c.command('qmp_capabilities')).toEqual({ error: { class: 'CommandNotFound', desc: 'Capabilities negotiation is already complete, command ignored' } });
     c.close();
