@@ -577,6 +577,127 @@ function cmdBitmap(args: string[]): number {
   }
 }
 
+// ---- rebase and commit --------------------------------------------------------------------------
+
+function cmdRebase(args: string[]): number {
+  const p = getopt(args, 'hf:F:b:upt:T:qU', [{ name: 'help', hasArg: false, key: 'h' }, { name: 'force-share', hasArg: false, key: 'U' }]);
+  const filename = p.positional[0];
+  if (filename === undefined) throw new Fail('Expecting one image file name');
+  const newBacking = last(p, 'b');
+  if (newBacking === undefined) throw new Fail('Must specify backing file (-b)');
+  const newFmt = last(p, 'F') ?? null;
+  if (newBacking !== '' && newFmt === null) throw new Fail(`Could not change the backing file to '${newBacking}': backing format must be specified`);
+  const unsafe = has(p, 'u');
+  const top = openTop(filename, { format: fmtOpt(p), readOnly: false, noBacking: unsafe, bitmaps: false });
+  try {
+    const q = top.qcow2;
+    if (q === null) throw new Fail(`Could not change the backing file to '${newBacking}': Operation not supported`);
+    if (!unsafe) {
+      // Safe mode: wherever the new backing chain reads differently from the old one, copy the
+      // old contents into the image first, so the guest-visible data does not change.
+      let target: ImageHandle | null = null;
+      if (newBacking !== '') {
+        const path = resolveBackingPath(filename, newBacking);
+        try {
+          target = run('open-new-backing', openImage(path, { format: parseFormat(newFmt!), readOnly: true, bitmaps: false }));
+        } catch (e) {
+          if (e instanceof ImageError) throw new Fail(`Could not open new backing file '${path}': ${e.message}`);
+          throw e;
+        }
+      }
+      try {
+        const bar = progress(has(p, 'p') && !has(p, 'q'));
+        run('rebase', rebaseCopy(top, target, (f) => bar.update(f)));
+        bar.stop();
+      } finally {
+        if (target !== null) closeTop(target);
+      }
+    }
+    run('rebase', q.setBacking(newBacking === '' ? null : newBacking, newFmt));
+    return 0;
+  } catch (e) {
+    if (e instanceof ImageError) throw new Fail(`Could not change the backing file to '${newBacking}': ${e.message}`);
+    throw e;
+  } finally {
+    closeTop(top);
+  }
+}
+
+function* rebaseCopy(top: ImageHandle, target: ImageHandle | null, onProgress: (f: number) => void): Co<void> {
+  const size = top.sizeBytes();
+  const q = top.qcow2!;
+  const step = Math.max(q.cs, 1 << 20);
+  const a = new Uint8Array(step);
+  const b = new Uint8Array(step);
+  for (let pos = 0; pos < size; ) {
+    const st = yield* top.layerStatus(pos, Math.min(step - (pos % step), size - pos));
+    if (!st.allocated) {
+      const n = st.bytes;
+      const oldData = a.subarray(0, n);
+      const newData = b.subarray(0, n);
+      yield* top.read(pos, oldData);
+      newData.fill(0);
+      if (target !== null && pos < target.sizeBytes()) yield* target.read(pos, newData.subarray(0, Math.min(n, target.sizeBytes() - pos)));
+      // Only clusters that differ get written (each write allocates whole clusters in the image).
+      for (let at = 0; at < n; ) {
+        const end = Math.min(n, (Math.floor((pos + at) / q.cs) + 1) * q.cs - pos);
+        if (Buffer.compare(oldData.subarray(at, end), newData.subarray(at, end)) !== 0) yield* top.write(pos + at, oldData.subarray(at, end));
+        at = end;
+      }
+    }
+    pos += st.bytes;
+    onProgress(pos / size);
+  }
+}
+
+function cmdCommit(args: string[]): number {
+  const p = getopt(args, 'f:ht:b:dpqr:', [{ name: 'help', hasArg: false, key: 'h' }]);
+  const filename = p.positional[0];
+  if (filename === undefined) throw new Fail('Expecting one image file name');
+  if (has(p, 'b')) throw new Fail('Committing into a base other than the backing file is not supported by tsqemu-img');
+  const top = openTop(filename, { format: fmtOpt(p), readOnly: false, noBacking: true, bitmaps: false });
+  try {
+    const q = top.qcow2;
+    if (q === null || q.header.backingFile === null) throw new Fail(`Image does not have a backing file`);
+    const basePath = resolveBackingPath(filename, q.header.backingFile);
+    const baseFmt = q.header.backingFormat === null ? null : parseFormat(q.header.backingFormat);
+    const base = openTop(basePath, { format: baseFmt, readOnly: false, bitmaps: true });
+    try {
+      const bar = progress(has(p, 'p') && !has(p, 'q'));
+      run('commit', (function* (): Co<void> {
+        const size = top.sizeBytes();
+        if (base.sizeBytes() < size) yield* base.truncate(size, false);
+        const buf = new Uint8Array(1 << 20);
+        for (let pos = 0; pos < size; ) {
+          const st = yield* top.layerStatus(pos, Math.min(buf.length, size - pos));
+          if (st.allocated) {
+            if (st.zero) yield* base.writeZeroes(pos, st.bytes, false);
+            else {
+              const chunk = buf.subarray(0, st.bytes);
+              yield* top.read(pos, chunk);
+              yield* base.write(pos, chunk);
+            }
+          }
+          pos += st.bytes;
+          bar.update(pos / size);
+        }
+        yield* base.flush();
+        if (!has(p, 'd')) yield* q.makeEmpty();
+      })());
+      bar.stop();
+    } finally {
+      closeTop(base);
+    }
+  } catch (e) {
+    if (e instanceof ImageError) throw new Fail(e.message);
+    throw e;
+  } finally {
+    closeTop(top);
+  }
+  if (!has(p, 'q')) out('Image committed.');
+  return 0;
+}
+
 // ---- main ---------------------------------------------------------------------------------------
 
 const USAGE = `${PROG} version 7.2.0 (tsqemu)
@@ -586,11 +707,13 @@ Deterministic image tool: qemu-img's commands over tsqemu's block layer.
 Command syntax:
   bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... [-f fmt] [-g granularity] filename bitmap
   check [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] filename
+  commit [-q] [-f fmt] [-d] [-p] filename
   compare [-f fmt] [-F fmt] [-p] [-q] [-s] filename1 filename2
   convert [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-o options] filename output_filename
   create [-q] [-f fmt] [-b backing_file -F backing_fmt] [-u] [-o options] filename [size]
   info [-f fmt] [--output=ofmt] [--backing-chain] filename
   map [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] filename
+  rebase [-f fmt] [-p] [-u] -b backing_file -F backing_fmt filename
   resize [-f fmt] [--shrink] [-q] filename [+ | -]size
 
 Supported formats: qcow2 raw`;
@@ -627,6 +750,10 @@ export function main(argv: string[]): number {
         return cmdResize(rest);
       case 'bitmap':
         return cmdBitmap(rest);
+      case 'rebase':
+        return cmdRebase(rest);
+      case 'commit':
+        return cmdCommit(rest);
       default:
         err(`Command not found: ${cmd}`);
         return 1;

@@ -194,6 +194,30 @@ describe.skipIf(!haveQemuImg)('qcow2 and tools against qemu-img / qemu-io (needs
     expect(JSON.parse(ours('img', 'info', '--output=json', 'lz.qcow2').stdout)['dirty-flag']).toBe(false);
   });
 
+  it('rebase (safe and unsafe) and commit give the same data and map as qemu-img', () => {
+    for (const prefix of ['q', 'o']) {
+      qemu('qemu-img', 'create', '-f', 'qcow2', `${prefix}0.qcow2`, '1M');
+      qemu('qemu-io', ...ioArgs(['write -P 1 0 512k']), `${prefix}0.qcow2`);
+      qemu('qemu-img', 'create', '-f', 'qcow2', '-b', `${prefix}0.qcow2`, '-F', 'qcow2', `${prefix}1.qcow2`);
+      qemu('qemu-io', ...ioArgs(['write -P 2 256k 64k', 'write -z 400k 64k']), `${prefix}1.qcow2`);
+      qemu('qemu-img', 'create', '-f', 'qcow2', '-b', `${prefix}1.qcow2`, '-F', 'qcow2', `${prefix}2.qcow2`);
+      qemu('qemu-io', ...ioArgs(['write -P 3 0 4k']), `${prefix}2.qcow2`);
+    }
+    expect(qemu('qemu-img', 'rebase', '-b', 'q0.qcow2', '-F', 'qcow2', 'q2.qcow2').status).toBe(0);
+    expect(ours('img', 'rebase', '-b', 'o0.qcow2', '-F', 'qcow2', 'o2.qcow2').status).toBe(0);
+    const strip = (json: string): unknown => (JSON.parse(json) as object[]).map((e) => ({ ...e }));
+    expect(strip(qemu('qemu-img', 'map', '--output=json', 'o2.qcow2').stdout)).toEqual(strip(qemu('qemu-img', 'map', '--output=json', 'q2.qcow2').stdout));
+    expect(qemu('qemu-img', 'compare', 'o2.qcow2', 'q2.qcow2').status).toBe(0);
+    expect(qemu('qemu-img', 'commit', 'q2.qcow2').stdout).toBe('Image committed.\n');
+    expect(ours('img', 'commit', 'o2.qcow2').stdout).toBe('Image committed.\n');
+    expect(qemu('qemu-img', 'compare', 'o0.qcow2', 'q0.qcow2').status).toBe(0);
+    expect(qemu('qemu-img', 'compare', 'o2.qcow2', 'q2.qcow2').status).toBe(0);
+    expect(qemu('qemu-img', 'check', 'o0.qcow2').status).toBe(0);
+    expect(qemu('qemu-img', 'check', 'o2.qcow2').status).toBe(0);
+    expect(ours('img', 'rebase', '-u', '-b', '', 'o2.qcow2').status).toBe(0);
+    expect(JSON.parse(qemu('qemu-img', 'info', '--output=json', 'o2.qcow2').stdout)['backing-filename']).toBeUndefined();
+  });
+
   it('bad input: the tools fail with QEMU-like messages, never a stack trace', () => {
     writeFileSync(join(w.dir, 'junk.qcow2'), Buffer.alloc(1000, 7));
     const r = ours('io', '-f', 'qcow2', ...ioArgs(['read 0 1']), 'junk.qcow2');

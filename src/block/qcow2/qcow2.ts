@@ -648,6 +648,25 @@ export class Qcow2Image implements RefcountHost {
     }
   }
 
+  /** make_empty (after commit): every cluster unallocated again, reading through to the backing file. */
+  *makeEmpty(): Co<void> {
+    this.checkWritable();
+    const end = Math.ceil(this.header.sizeBytes / this.cs) * this.cs;
+    if (end === 0) return;
+    yield* this.locked(() => this.discardLocked(0, end, true));
+  }
+
+  /** Points the image at another backing file (rebase); null removes it. Header only. */
+  *setBacking(file: string | null, format: string | null): Co<void> {
+    this.checkWritable();
+    yield* this.locked(function* (this: Qcow2Image): Co<void> {
+      this.header.backingFile = file;
+      this.header.backingFormat = file === null ? null : format;
+      yield* this.writeHeader();
+      yield* this.io.flush();
+    }.bind(this));
+  }
+
   // ---- size, flush, close ---------------------------------------------------------------------
 
   /** Grows (or with `shrink`, shrinks) the virtual disk. */
