@@ -29,7 +29,10 @@ function state(bs: BlockDriverState): FileState {
 
 /** Sleeps a modelled latency chosen by the scheduler (completion order is a scheduler decision). */
 export function* ioLatency(bs: BlockDriverState, baseNs: number): Co<void> {
-  const pick = bs.loop.choose('io-latency', FILE_LATENCY_FACTORS.length);
+  // Under the natural (fifo) policy the answer is always 0: skip the choice point, as the kernel's
+  // ready queue does, so long runs do not fill the recorded-choices log.
+  const loop = bs.loop;
+  const pick = loop.chooser.isFifo ? 0 : loop.choose('io-latency', FILE_LATENCY_FACTORS.length);
   yield sleep(baseNs * FILE_LATENCY_FACTORS[pick]!);
 }
 
