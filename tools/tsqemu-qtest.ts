@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // tsqemu-qtest: run plain qtest scripts (QEMU fuzzer reproducer format) against tsqemu in-process,
 // a tsqemu child process, or real QEMU; print the replies; fail on FAIL or a mismatched `# expect:`.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { MemoryLogSink } from '../src/qtest/log.js';
 import { QtestScriptError, parseScript, runScript } from '../src/qtest/script.js';
 import { QEMU_VIRT_ARGS, type QtestTarget, openQtestTarget, qemuDriveArgs } from '../src/qtest/targets.js';
+import { FUZZ_AREAS, type FuzzArea, randomScript } from '../src/qtest/random-script.js';
+import { firstDifference, stepOutput } from '../src/qtest/differential.js';
 
 interface RunArgs {
   script: string;
@@ -61,7 +63,6 @@ async function run(argv: RunArgs): Promise<number> {
   } finally {
     await client.quit();
     if (memLog !== undefined && argv.log !== undefined) {
-      const { writeFileSync } = await import('node:fs');
       writeFileSync(argv.log, memLog.text, 'latin1');
     }
   }
@@ -95,6 +96,47 @@ async function diff(argv: DiffArgs): Promise<number> {
   return differences === 0 ? 0 : 1;
 }
 
+interface FuzzDiffArgs {
+  seed: number;
+  count: number;
+  area: string[];
+  qemu: string;
+  save?: string;
+}
+
+/** Random time-independent commands on tsqemu and QEMU; stops at the first difference and saves the script. */
+async function fuzzDiff(argv: FuzzDiffArgs): Promise<number> {
+  const areas = (argv.area.length > 0 ? argv.area : FUZZ_AREAS) as FuzzArea[];
+  const bad = areas.find((a) => !FUZZ_AREAS.includes(a));
+  if (bad !== undefined) {
+    process.stderr.write(`tsqemu-qtest: unknown area '${bad}' (${FUZZ_AREAS.join(', ')})\n`);
+    return 2;
+  }
+  const lines = randomScript(argv.seed, argv.count, areas);
+  const steps = parseScript(lines.join('\n'));
+  const ours = await openQtestTarget({ kind: 'in-process' });
+  const qemu = await openQtestTarget({ kind: 'qemu', binary: argv.qemu, args: [...QEMU_VIRT_ARGS] });
+  let status = 0;
+  try {
+    const d = await firstDifference(steps, qemu, ours);
+    if (d !== null) {
+      process.stdout.write(`seed ${argv.seed}: command ${d.index + 1} differs: ${d.step.command}\n  qemu:   ${stepOutput(d.reference)}\n  tsqemu: ${stepOutput(d.candidate)}\n`);
+      if (argv.save !== undefined) {
+        const script = lines.slice(0, d.index + 1).map((l, j) => (j === d.index ? `${l}\n# expect: ${d.reference.reply}` : l));
+        writeFileSync(argv.save, `# tsqemu-qtest fuzz-diff --seed ${argv.seed}: first difference from QEMU\n${script.join('\n')}\n`);
+        process.stdout.write(`reproducer written to ${argv.save}\n`);
+      }
+      status = 1;
+    } else {
+      process.stdout.write(`seed ${argv.seed}: ${steps.length} commands, no difference\n`);
+    }
+  } finally {
+    await ours.quit();
+    await qemu.quit();
+  }
+  return status;
+}
+
 await yargs(hideBin(process.argv))
   .scriptName('tsqemu-qtest')
   .parserConfiguration({ 'populate--': true })
@@ -126,7 +168,25 @@ await yargs(hideBin(process.argv))
       process.exitCode = await diff(argv);
     },
   )
+  .command<FuzzDiffArgs>(
+    'fuzz-diff',
+    'Random time-independent commands (RAM, PLIC, empty virtio-mmio, UART registers) on tsqemu and real QEMU; report the first difference',
+    (y) =>
+      y
+        .option('seed', { type: 'number', default: 1 })
+        .option('count', { type: 'number', default: 500 })
+        .option('area', { type: 'string', array: true, default: [], describe: `limit to areas (${FUZZ_AREAS.join(', ')})` })
+        .option('qemu', { type: 'string', default: 'qemu-system-riscv64', describe: 'QEMU binary' })
+        .option('save', { type: 'string', describe: 'write the script up to the first difference here (an # expect: line marks it)' }) as never,
+    async (argv) => {
+      process.exitCode = await fuzzDiff(argv);
+    },
+  )
   .demandCommand(1)
+  .fail((message, error) => {
+    process.stderr.write(`tsqemu-qtest: ${error?.message ?? message}\n`);
+    process.exit(2);
+  })
   .strict()
   .help()
   .parseAsync();
