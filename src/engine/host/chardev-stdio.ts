@@ -75,7 +75,12 @@ export class StdioChardev implements Chardev {
   ) {
     this.stdin = options.stdin ?? process.stdin;
     this.stdoutFd = options.stdoutFd ?? 1;
-    const quit = options.onQuit ?? (() => {});
+    const onQuit = options.onQuit ?? (() => {});
+    // QEMU's mux prints this before it shuts down on Ctrl-A x.
+    const quit = (): void => {
+      this.write(new TextEncoder().encode('QEMU: Terminated\n\r'));
+      onQuit();
+    };
     this.decoder = options.mux === false ? null : new EscapeDecoder(quit, () => this.write(new TextEncoder().encode(MUX_HELP)));
     this.wasRaw = this.stdin.isTTY === true && this.stdin.isRaw;
     if (this.stdin.isTTY === true) this.stdin.setRawMode(true);

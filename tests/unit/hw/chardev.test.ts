@@ -108,6 +108,7 @@ describe('stdio chardev', () => {
     expect(quit).toBe(1);
     const out = readFileSync(outPath, 'utf8');
     expect(out).toContain('C-a x    exit emulator');
+    expect(out).toContain('QEMU: Terminated\n\r');
     expect(out.endsWith('guest says hi')).toBe(true);
   });
 });
