@@ -151,19 +151,45 @@ export class Player implements InputSource {
     return now.step >= target.step && now.icount >= target.icount && now.ns >= target.ns;
   }
 
+  private iterations = 0;
+  private finishedResult: PlayResult | null = null;
+
   /** Plays to the target (or the first divergence). */
   run(): PlayResult {
+    for (;;) {
+      const result = this.advance(Number.MAX_SAFE_INTEGER);
+      if (result !== null) return result;
+    }
+  }
+
+  /**
+   * Plays at most `iterations` loop iterations; returns the result when play is over, else null
+   * (so a host can stay responsive between slices).
+   */
+  advance(iterations: number): PlayResult | null {
+    if (this.finishedResult !== null) return this.finishedResult;
     this.start();
     const loop = this.machine.loop;
     const target = this.target;
     const untilNs = target.ns > 0 ? target.ns : undefined;
     const maxIterations = this.options.maxIterations ?? DEFAULT_MAX_ITERATIONS;
     let reachedEnd = false;
-    for (let i = 0; i < maxIterations && this.divergenceValue === null; i++) {
+    let over = false;
+    for (let i = 0; i < iterations; i++) {
+      if (this.divergenceValue !== null) {
+        over = true;
+        break;
+      }
       if (this.reached(target)) {
         // Inputs logged at the very end point were delivered by a poll before the recording stopped.
         if (this.options.until === undefined) this.pollAtEnd();
         reachedEnd = true;
+        over = true;
+        break;
+      }
+      if (this.iterations++ >= maxIterations) {
+        this.diverge('stuck', `play did not reach ${formatPoint(target)} within ${maxIterations} loop iterations`, []);
+        over = true;
         break;
       }
       let progressed: boolean;
@@ -174,9 +200,11 @@ export class Player implements InputSource {
         if (this.end === null && this.inputIndex === this.inputs.length) {
           // A cut log: the run needs an input the recording never got to write. Play ends here.
           reachedEnd = true;
+          over = true;
           break;
         }
         this.diverge('input', error.message, []);
+        over = true;
         break;
       }
       if (!progressed && !loop.gate.hasPending && loop.readyCount === 0 && !this.reached(target)) {
@@ -184,15 +212,14 @@ export class Player implements InputSource {
         const next = this.inputs[this.inputIndex];
         const why = next !== undefined ? `the next input (${next.kind} on '${next.channel}') is due at ${formatPoint(next)}, a point this run does not reach` : `${formatPoint(target)} is not reached`;
         this.diverge('stuck', `the run stopped making progress at ${formatPoint(this.hooks.point())}: ${why}`, [], next !== undefined ? { expected: next } : {});
+        over = true;
         break;
       }
     }
-    if (!reachedEnd && this.divergenceValue === null && this.reached(target)) reachedEnd = true;
-    if (!reachedEnd && this.divergenceValue === null) {
-      this.diverge('stuck', `play did not reach ${formatPoint(target)} within ${maxIterations} loop iterations`, []);
-    }
+    if (!over) return null;
     if (reachedEnd && this.options.until === undefined && this.divergenceValue === null) this.checkEnd();
-    return this.result(reachedEnd);
+    this.finishedResult = this.result(reachedEnd);
+    return this.finishedResult;
   }
 
   private pollAtEnd(): void {
@@ -287,8 +314,8 @@ export class Player implements InputSource {
 
 export function describeDifference(d: StateDifference): string {
   const show = (v: string | number | undefined): string => (v === undefined ? '(absent)' : typeof v === 'number' ? String(v) : v.length > 24 ? `${v.slice(0, 16)}…` : v);
-  const where = d.detail !== undefined ? `${d.probe} ${d.key}, ${d.detail}` : `${d.probe} ${d.key}`;
-  return `${where}: recorded ${show(d.recorded)}, replayed ${show(d.replayed)}`;
+  if (d.detail !== undefined) return `${d.probe} ${d.key}, ${d.detail} differ`;
+  return `${d.probe} ${d.key}: recorded ${show(d.recorded)}, replayed ${show(d.replayed)}`;
 }
 
 /** A multi-line report of a divergence, for the CLI. */

@@ -1,0 +1,99 @@
+/**
+ * Builds a virt board for record or play from a plain description, the same way in both modes:
+ * same seed, same firmware, disks opened on private copies (the `snapshot=on` rule: the image
+ * itself is never written, so play starts from the bytes the recording started from). The header
+ * carries a digest of this description and of every image, so a log for another machine or a
+ * changed disk is recognised.
+ */
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { BlockBackend, devicePerms } from '../block/block-backend.js';
+import { BlockGraph } from '../block/graph.js';
+import '../block/qcow2/driver.js';
+import { digestOf } from '../engine/digest.js';
+import { MainLoop } from '../engine/main-loop.js';
+import type { CharOutput } from '../engine/hw/char/ns16550a.js';
+import { type VirtDriveConfig, type VirtMachine, buildVirtMachine } from '../engine/hw/virt/machine.js';
+import { riscvCpuFactory } from '../engine/hw/virt/riscv-harts.js';
+import type { DiskDigest } from './log-format.js';
+import type { ReplayMachine } from './machine.js';
+import { virtProbes } from './virt-probes.js';
+
+export interface VirtDriveSpec {
+  readonly id: string;
+  readonly file: string;
+  readonly format: 'raw' | 'qcow2';
+}
+
+/** Everything that shapes a virt run; its digest is the log's machine digest. */
+export interface VirtRunSpec {
+  readonly memoryBytes: number;
+  /** Firmware path or 'none'. */
+  readonly bios: string;
+  readonly kernel: string | null;
+  readonly append: string | null;
+  readonly drives: readonly VirtDriveSpec[];
+  readonly icountShift: number;
+  readonly seed: number;
+  readonly policy: 'fifo' | 'explore';
+}
+
+export interface VirtRun extends ReplayMachine {
+  readonly machine: VirtMachine;
+  readonly spec: VirtRunSpec;
+  readonly disks: readonly DiskDigest[];
+  /** Removes the private disk copies. */
+  close(): void;
+}
+
+/** Digest of a file's bytes (SHA-256, first 16 hex digits). */
+export function fileDigest(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16);
+}
+
+/** The machine digest: the spec without the host paths' directories (a moved image still matches). */
+export function virtSpecDigest(spec: VirtRunSpec): string {
+  return digestOf({ ...spec, bios: basename(spec.bios), kernel: spec.kernel === null ? null : basename(spec.kernel), drives: spec.drives.map((d) => ({ id: d.id, format: d.format })) });
+}
+
+export function describeDisks(spec: VirtRunSpec): DiskDigest[] {
+  return spec.drives.map((d) => ({ name: d.id, path: d.file, sizeBytes: statSync(d.file).size, digest: fileDigest(d.file) }));
+}
+
+/** Builds the board; UART0 output goes to `serialOutput`, UART0 input comes through the gate's `serial0`. */
+export function buildVirtRun(spec: VirtRunSpec, serialOutput: CharOutput | null): VirtRun {
+  const loop = new MainLoop({ seed: spec.seed, policy: spec.policy });
+  const graph = new BlockGraph(loop);
+  const disks = describeDisks(spec);
+  const dir = spec.drives.length > 0 ? mkdtempSync(join(tmpdir(), 'tsqemu-replay-')) : null;
+  const drives: VirtDriveConfig[] = spec.drives.map((drive, index) => {
+    // snapshot=on: the guest writes to a private copy, never to the image.
+    const copy = join(dir!, `${index}-${basename(drive.file)}`);
+    copyFileSync(drive.file, copy);
+    const node = graph.blockdevAdd({ driver: drive.format, 'node-name': `drive-${drive.id}`, file: { driver: 'file', filename: copy } });
+    const backend = BlockBackend.withNode(graph, node, { name: drive.id, ...devicePerms(false) });
+    return { backend };
+  });
+  const machine = buildVirtMachine(loop, {
+    ramSizeBytes: spec.memoryBytes,
+    bios: spec.bios,
+    kernel: spec.kernel ?? undefined,
+    append: spec.append ?? undefined,
+    drives,
+    serialOutput,
+    cpu: riscvCpuFactory({ icountShift: spec.icountShift }),
+  });
+  return {
+    loop,
+    machine,
+    spec,
+    disks,
+    icountShift: spec.icountShift,
+    probes: virtProbes(machine),
+    close(): void {
+      if (dir !== null) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
