@@ -272,7 +272,7 @@ function* alignedPwritev(bs: BlockDriverState, offset: number, bytes: number, bu
     if (bs.detectZeroes === 'unmap' && bs.discardUnmap) flags |= BdrvReq.MAY_UNMAP;
   }
   const isZero = (flags & BdrvReq.ZERO_WRITE) !== 0;
-  const info: WriteRequestInfo = { bs, offset, bytes, flags, kind: isZero ? 'zero' : 'write' };
+  const info: WriteRequestInfo = { bs, offset, bytes, flags, kind: isZero ? 'zero' : 'write', buf: isZero ? null : buf };
   let ret = 0;
   for (const hook of bs.writeHooks.length === 0 ? NO_HOOKS : bs.writeHooks.slice()) {
     if (hook.before === undefined) continue;

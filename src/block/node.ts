@@ -88,6 +88,8 @@ export interface WriteRequestInfo {
   readonly bytes: number;
   readonly flags: number;
   readonly kind: 'write' | 'zero' | 'discard' | 'truncate';
+  /** The data of a 'write' (read-only for hooks; mirror's write-blocking mode copies it). */
+  readonly buf?: Uint8Array | null;
 }
 
 /**
