@@ -18,9 +18,10 @@ export interface TranslatedBlock {
  */
 export class JumpCache<B extends TranslatedBlock> {
   readonly size: number;
-  private readonly tagPc: Float64Array;
-  private readonly tagMode: Int32Array;
-  private readonly blocks: (B | undefined)[];
+  /** Exposed so a dispatcher can probe the cache inline (same hash as slotOf). */
+  readonly tagPc: Float64Array;
+  readonly tagMode: Int32Array;
+  readonly blocks: (B | undefined)[];
   private readonly heat: Uint16Array;
   private readonly heatPc: Float64Array;
   /** Translations thrown away (invalidations), for tests and stats. */

@@ -26,7 +26,10 @@ export interface HartOptions {
 /** What the hart needs from a translator (src/engine/targets/riscv/translate.ts implements it). */
 export interface HartJit {
   readonly cache: {
-    lookup(pc: number, mode: number): { readonly len: number; readonly fn: (h: RiscvHart, xi: Int32Array, budget: number) => void } | undefined;
+    readonly size: number;
+    readonly tagPc: Float64Array;
+    readonly tagMode: Int32Array;
+    readonly blocks: ({ readonly len: number; readonly fn: (h: RiscvHart, xi: Int32Array, budget: number) => void } | undefined)[];
     touch(pc: number): boolean;
   };
   readonly codePages: { hit(paddr: number, len: number): boolean };
@@ -423,16 +426,24 @@ export class RiscvHart {
     const start = this.icount;
     const end = start + budget;
     const cache = jit.cache;
+    const tagPc = cache.tagPc;
+    const tagMode = cache.tagMode;
+    const blocks = cache.blocks;
+    const mask = cache.size - 1;
+    const xi = this.xi;
     this.stopRequested = false;
     for (let steps = 0; steps < budget && this.icount < end; steps++) {
       if (this.wfi || this.halted) break;
       if ((this.mipSw | this.mipHw) & this.mie && this.takeInterrupt()) continue;
       const pc = this.pc;
-      const block = cache.lookup(pc, this.priv);
-      if (block !== undefined) {
-        if (block.len <= end - this.icount) {
+      const lo = pc | 0;
+      const slot = ((lo >>> 1) ^ (lo >>> 13) ^ ((pc / 4294967296) | 0)) & mask;
+      if (tagPc[slot] === pc && tagMode[slot] === this.priv) {
+        const block = blocks[slot]!;
+        const left = end - this.icount;
+        if (block.len <= left) {
           try {
-            block.fn(this, this.xi, end - this.icount);
+            block.fn(this, xi, left);
           } catch (e) {
             if (e !== TRAP) throw e;
             this.enterTrap(this.trapCause, false, this.trapTval);
@@ -447,6 +458,41 @@ export class RiscvHart {
       if (this.stopRequested) break;
     }
     return this.icount - start;
+  }
+
+  /** An F/D instruction run from translated code (pc already published by the caller). */
+  fpOp(insn: Insn): void {
+    this.cur = insn;
+    if (insn.op === Op.FLD) {
+      this.requireFs();
+      this.loadPairF(this.ea(insn.rs1, insn.imm), insn.rd);
+      this.mstatus |= MS.FS;
+      return;
+    }
+    if (insn.op === Op.FSD) {
+      this.requireFs();
+      const fi = this.fi;
+      this.storePair(this.ea(insn.rs1, insn.imm), fi[insn.rs2 * 2]!, fi[insn.rs2 * 2 + 1]!);
+      return;
+    }
+    this.execFp(insn);
+  }
+
+  private loadPairF(va: number, rd: number): void {
+    const vpn = Math.floor(va / PAGE);
+    const slot = TLB_SIZE + (vpn & (TLB_SIZE - 1));
+    const off = va - vpn * PAGE;
+    if (this.tlbTag[slot] === vpn && off + 8 <= PAGE) {
+      const idx = this.tlbBlock[slot]!;
+      if (idx >= 0) {
+        const view = this.views[idx]!;
+        const o = this.tlbPage[slot]! - this.blocks[idx]!.base + off;
+        this.fi[rd * 2] = view.getInt32(o, true);
+        this.fi[rd * 2 + 1] = view.getInt32(o + 4, true);
+        return;
+      }
+    }
+    this.f[rd] = this.load64(va);
   }
 
   /** Executes one instruction (or takes one pending interrupt / exception). */

@@ -20,7 +20,6 @@ const CONTROL_STOP = new Set<number>([
   Op.ECALL, Op.EBREAK, Op.MRET, Op.SRET, Op.WFI, Op.SFENCE_VMA, Op.FENCE_I, Op.ILLEGAL,
   Op.CSRRW, Op.CSRRS, Op.CSRRC, Op.CSRRWI, Op.CSRRSI, Op.CSRRCI,
 ]);
-const TERMINAL = new Set<number>([Op.JAL, Op.JALR, Op.BEQ, Op.BNE, Op.BLT, Op.BGE, Op.BLTU, Op.BGEU]);
 
 const helpers = { add64, sub64, sll64, srl64, sra64, lt64v, ltu64v, TRAP: TrapSignal.instance };
 
@@ -69,6 +68,7 @@ export class RiscvJit {
     let page = -1;
     let paStart = 0;
     let paEnd = 0;
+    const seen = new Set<number>();
     for (let i = 0; i < MAX_BLOCK_INSNS; i++) {
       const fetched = h.peekInsn(cur);
       if (fetched === null) break;
@@ -82,8 +82,18 @@ export class RiscvJit {
       if (CONTROL_STOP.has(insn.op)) break;
       insns.push(insn);
       pcs.push(cur);
-      paEnd = pa + insn.len;
-      if (TERMINAL.has(insn.op)) break;
+      seen.add(cur);
+      paStart = Math.min(paStart, pa);
+      paEnd = Math.max(paEnd, pa + insn.len);
+      if (insn.op === Op.JALR) break;
+      if (insn.op === Op.JAL) {
+        // Superblock: follow direct jumps within the page unless they close a loop.
+        const target = h.xlen === 32 ? (cur + insn.imm) >>> 0 : cur + insn.imm;
+        if (seen.has(target) || Math.floor(target / 4096) !== Math.floor(pc / 4096)) break;
+        cur = target;
+        continue;
+      }
+      // Conditional branches are side exits: the trace continues on the fall-through path.
       cur = h.xlen === 32 ? (cur + insn.len) >>> 0 : cur + insn.len;
     }
     if (insns.length === 0) {
@@ -121,6 +131,7 @@ export class RiscvJit {
     const publish = (i: number): void => {
       body.push(`k = ${i}; h.icount = ic0 + n + ${i};`);
     };
+    const LOOP_OK = `budget - n >= ${len} && !h.stopRequested && h.codeEpoch === epoch && ((h.mipSw | h.mipHw) & h.mie) === 0`;
     let terminal = false;
     for (let i = 0; i < len; i++) {
       const I = insns[i]!;
@@ -136,8 +147,10 @@ export class RiscvJit {
           break;
         case Op.JAL:
           setConst(rd, next);
-          body.push(`next = ${pcPlus(pc, imm)};`);
-          terminal = true;
+          if (i === len - 1) {
+            body.push(`next = ${pcPlus(pc, imm)};`);
+            terminal = true;
+          }
           break;
         case Op.JALR:
           if (xlen === 32) {
@@ -163,8 +176,15 @@ export class RiscvJit {
           else if (I.op === Op.BGE) cond = `!H.lt64v(${RH(rs1)}, ${R(rs1)}, ${RH(rs2)}, ${R(rs2)})`;
           else if (I.op === Op.BLTU) cond = `H.ltu64v(${RH(rs1)}, ${R(rs1)}, ${RH(rs2)}, ${R(rs2)})`;
           else cond = `!H.ltu64v(${RH(rs1)}, ${R(rs1)}, ${RH(rs2)}, ${R(rs2)})`;
-          body.push(`next = (${cond}) ? ${pcPlus(pc, imm)} : ${next};`);
-          terminal = true;
+          const target = pcPlus(pc, imm);
+          if (i === len - 1) {
+            body.push(`next = (${cond}) ? ${target} : ${next};`);
+            terminal = true;
+          } else {
+            // Side exit; a taken branch back to the block start loops inside the function.
+            const loop = target === start ? `if (${LOOP_OK}) continue; ` : '';
+            body.push(`if (${cond}) { n += ${i + 1}; ${loop}h.pc = ${target}; h.icount = ic0 + n; return; }`);
+          }
           break;
         }
         case Op.LB:
@@ -287,9 +307,14 @@ export class RiscvJit {
         case Op.FENCE:
           break;
         default:
-          // Everything else that cannot change control flow or privilege: the interpreter's own code.
           publish(i);
-          body.push(`h.pc = ${pc}; h.execute(I[${i}]);`);
+          if (I.op >= Op.FLW && I.op <= Op.FLE) {
+            // F/D: straight to the FP unit (it never changes pc).
+            body.push(`h.fpOp(I[${i}]);`);
+          } else {
+            // Everything else that cannot change control flow or privilege: the interpreter's own code.
+            body.push(`h.pc = ${pc}; h.execute(I[${i}]);`);
+          }
           break;
       }
     }
@@ -305,7 +330,7 @@ return function block(h, xi, budget) {
     for (;;) {
       ${body.join('\n      ')}
       n += ${len};
-      if (next === ${start} && budget - n >= ${len} && !h.stopRequested && h.codeEpoch === epoch && ((h.mipSw | h.mipHw) & h.mie) === 0) continue;
+      if (next === ${start} && ${LOOP_OK}) continue;
       h.pc = next;
       h.icount = ic0 + n;
       return;
