@@ -20,7 +20,7 @@ function makeDisk(path: string, patch?: number): void {
   const bytes = new Uint8Array(1024 * 1024);
   for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31 + 7) & 0xff;
   bytes.set(new TextEncoder().encode('tsqemu replay disk, sector 0'), 0);
-  if (patch !== undefined) bytes[patch] ^= 0xff;
+  if (patch !== undefined) bytes[patch] = bytes[patch]! ^ 0xff;
   writeFileSync(path, bytes);
 }
 
