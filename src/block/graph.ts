@@ -2,7 +2,7 @@ import { assert } from '../engine/assert.js';
 import type { Co } from '../engine/coroutine.js';
 import type { MainLoop } from '../engine/main-loop.js';
 import { CoQueue } from '../engine/sync.js';
-import type { ChildPerms, OpenChildOptions, OpenContext } from './driver.js';
+import { type ChildPerms, ChildRole, type OpenChildOptions, type OpenContext } from './driver.js';
 import { BlockBackend } from './block-backend.js';
 import { BlockError } from './error.js';
 import { bdrvCoDrainedBegin, bdrvCoFlush, bdrvDrainedBegin, bdrvDrainedEnd } from './io.js';
@@ -299,6 +299,39 @@ export class BlockGraph {
   refreshPerms(bs: BlockDriverState): void {
     const error = updatePerms(new Map(), [bs]);
     if (error !== null) throw error;
+  }
+
+  /**
+   * bdrv_set_backing_hd: makes `backing` the backing file of `bs` (null: none), all or nothing,
+   * then closes the old backing node if nothing else uses it and the monitor does not own it.
+   * Only the graph changes; a format driver records the new backing file name in its image when
+   * the job asks it to (stream/commit). Throws "Driver 'raw' of node 'x' does not support backing
+   * files", a cycle or a permission conflict.
+   */
+  *coSetBacking(bs: BlockDriverState, backing: BlockDriverState | null): Co<void> {
+    if (bs.drv.supportsBacking !== true) throw new BlockError(`Driver '${bs.drv.formatName}' of node '${bs.nodeName}' does not support backing files`);
+    const old = bs.backing;
+    if (old !== null && old.bs === backing) return;
+    if (old !== null) {
+      // Detach first so the new edge is checked against the graph without the old one; on a
+      // refusal the old edge comes back.
+      this.detachChild(old);
+    }
+    if (backing !== null) {
+      try {
+        this.attachChild(bs, backing, 'backing', ChildRole.COW);
+      } catch (error) {
+        if (old !== null) this.attachChild(bs, old.bs, 'backing', ChildRole.COW);
+        throw error;
+      }
+    }
+    if (old !== null && old.bs.parents.length === 0 && !old.bs.monitorOwned) yield* this.coCloseTree(old.bs);
+  }
+
+  /** coSetBacking from outside a coroutine. */
+  setBacking(bs: BlockDriverState, backing: BlockDriverState | null): void {
+    const result = this.loop.runCoroutine('set-backing', this.catching(this.coSetBacking(bs, backing)));
+    if (result instanceof BlockError) throw result;
   }
 
   /**

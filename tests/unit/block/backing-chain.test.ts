@@ -141,3 +141,29 @@ describe('backing chains: block status above and is_allocated_above', () => {
     expect(() => graph.attachChild(graph.findNode('base')!, top, 'backing', ChildRole.COW)).toThrow("Making 'top' a child of 'base' would create a cycle");
   });
 });
+
+describe('set backing (stream/commit graph change)', () => {
+  it('moves the backing link, closes the dropped implicit node, refuses what QEMU refuses', () => {
+    const { loop, graph, base, mid, top } = chain();
+    // Stream-like: top now reads base directly; mid (monitor-owned) stays open.
+    graph.setBacking(top, base);
+    expect(top.backing!.bs).toBe(base);
+    expect(mid.closed).toBe(false);
+    expect(run(loop, bdrvCoIsAllocatedAbove(top, null, false, BLOCK, BLOCK)).ret).toBe(0);
+    expect(() => graph.setBacking(graph.blockdevAdd({ driver: 'null-co', 'node-name': 'n' }), base)).toThrow("Driver 'null-co' of node 'n' does not support backing files");
+    expect(() => graph.setBacking(base, top)).toThrow("Making 'top' a child of 'base' would create a cycle");
+    expect(base.backing).toBe(null);
+    // An implicitly opened backing node goes away once unused.
+    const implicit = graph.blockdevAdd({
+      driver: 'test-cow',
+      'node-name': 'over',
+      size: 4 * BLOCK,
+      file: { driver: 'null-co' },
+      backing: { driver: 'test-cow', 'node-name': 'inner', size: 4 * BLOCK, file: { driver: 'null-co' } },
+    });
+    const inner = implicit.backing!.bs;
+    graph.setBacking(implicit, null);
+    expect(inner.closed).toBe(true);
+    expect(graph.findNode('inner')).toBeUndefined();
+  });
+});
