@@ -8,9 +8,13 @@ import { HostLoop } from '../src/engine/host/host-loop.js';
 import { connectQmpStdio, listenQmp } from '../src/engine/host/qmp-transport.js';
 import { formatTraceEvent } from '../src/engine/trace.js';
 import { UsageError } from '../src/system/keyval.js';
+import { type MachineSession, startMachine } from '../src/system/machine.js';
 import { parseCommandLine } from '../src/system/options.js';
 import { MACHINE_TYPES, type Vm, createVm } from '../src/system/vm.js';
 import type { VmConfig } from '../src/system/vm-config.js';
+import { QtestChardevError } from '../src/engine/host/qtest-chardev.js';
+import { buildVirtMachine } from '../src/engine/hw/virt/machine.js';
+import { type QtestSession, startVirtQtest } from '../src/qtest/setup.js';
 
 const PROG = 'tsqemu';
 const VERSION = 'tsqemu version 0.1.0 (QEMU 7.2.0 compatible), Copyright (c) the tsqemu authors';
@@ -72,6 +76,29 @@ async function startMonitors(vm: Vm, config: VmConfig, onStdioEnd: () => void): 
   return servers;
 }
 
+/**
+ * `-qtest DEV [-qtest-log FILE] [-accel qtest]`: QEMU's qtest protocol on a CPU-less virt board.
+ * Glue (qtest, issue 10) until the board is built for every run: with -qtest, tsqemu builds the
+ * virt board itself, without a hart (drives are not attached yet). Under -accel qtest time moves
+ * only with clock_step/clock_set; without it time jumps to the next deadline when idle, as with a
+ * halted CPU. A guest poweroff through sifive_test ends the run with its exit code, as in QEMU.
+ */
+async function startQtestFromCli(vm: Vm, config: VmConfig, onExit: (code: number) => void): Promise<QtestSession | null> {
+  if (config.qtest === null) return null;
+  if (config.machine.type !== 'virt') fail(`-qtest: machine '${config.machine.type}' is not supported with qtest (use -M virt)`);
+  const accelQtest = config.accel[0] === 'qtest';
+  const machine = buildVirtMachine(vm.loop, { ramSizeBytes: config.memoryBytes });
+  machine.onShutdown((req) => onExit(req.kind === 'poweroff' ? req.exitCode : 0));
+  try {
+    const session = startVirtQtest(machine, { chardev: config.qtest, log: config.qtestLog ?? undefined, accelQtest });
+    await session.ready;
+    return session;
+  } catch (error) {
+    if (error instanceof QtestChardevError) fail(error.message);
+    throw error;
+  }
+}
+
 async function main(argv: readonly string[]): Promise<number> {
   if (argv.includes('-h') || argv.includes('-help') || argv.includes('--help')) {
     process.stdout.write(usage() + '\n');
@@ -100,12 +127,38 @@ async function main(argv: readonly string[]): Promise<number> {
     throw error;
   }
   const endTrace = config.traceFile !== null ? startTrace(vm, config.traceFile) : () => undefined;
-  const host = new HostLoop(vm.loop);
+  let quitKey = false;
+  let machine: MachineSession;
+  try {
+    machine = startMachine(vm, {
+      onQuit: () => {
+        quitKey = true;
+        host.kick();
+      },
+      warn: (message) => process.stderr.write(`${PROG}: warning: ${message}\n`),
+    });
+  } catch (error) {
+    if (error instanceof UsageError) fail(error.message);
+    throw error;
+  }
+  const host = new HostLoop(vm.loop, machine.hostSliceTasks);
   let stdioClosed = false;
   const servers = await startMonitors(vm, config, () => {
     stdioClosed = true;
     host.kick();
   });
+  let qtestClosed = false;
+  let guestExit: number | null = null;
+  const qtest = await startQtestFromCli(vm, config, (code) => {
+    guestExit = code;
+    host.stop();
+  });
+  if (qtest !== null) {
+    qtest.chardev.onDisconnect = () => {
+      qtestClosed = true;
+      host.kick();
+    };
+  }
   const stdioOnly = config.monitors.length > 0 && config.monitors.every((m) => m.chardev.backend === 'stdio');
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -115,12 +168,14 @@ async function main(argv: readonly string[]): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  await host.run(() => vm.quitRequested || signalled || (stdioOnly && stdioClosed));
+  // -qtest stdio: nothing more can come once stdin ends (a fuzzer reproducer fed with <).
+  await host.run(() => vm.quitRequested || signalled || (stdioOnly && stdioClosed) || (qtest?.stdio === true && qtestClosed && !vm.loop.gate.hasPending));
+  qtest?.close();
   endTrace();
   for (const server of servers) server.close();
   // Let the last replies (quit's) reach the clients before the process ends.
   await new Promise<void>((resolve) => setImmediate(resolve));
-  return 0;
+  return guestExit ?? 0;
 }
 
 main(process.argv.slice(2)).then(
