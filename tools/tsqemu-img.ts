@@ -253,8 +253,15 @@ function cmdInfo(args: string[]): number {
     }
   }
   if (output === 'json') out(qemuJson((chain ? infos : infos[0]) as never));
-  else out(infos.map((i) => imageInfoText(i as never)).join('\n\n'));
+  else out(infos.map((i) => imageInfoText(i as never, localDate)).join('\n\n'));
   return 0;
+}
+
+/** strftime("%Y-%m-%d %H:%M:%S", localtime(sec)), as QEMU prints snapshot dates. */
+function localDate(sec: number): string {
+  const d = new Date(sec * 1000);
+  const p2 = (n: number): string => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())} ${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())}`;
 }
 
 // ---- check --------------------------------------------------------------------------------------

@@ -218,6 +218,23 @@ describe.skipIf(!haveQemuImg)('qcow2 and tools against qemu-img / qemu-io (needs
     expect(JSON.parse(qemu('qemu-img', 'info', '--output=json', 'o2.qcow2').stdout)['backing-filename']).toBeUndefined();
   });
 
+  it('images with internal snapshots: info/check agree, our writes keep the snapshots intact', () => {
+    qemu('qemu-img', 'create', '-f', 'qcow2', 'sn.qcow2', '1M');
+    qemu('qemu-io', ...ioArgs(['write -P 1 0 128k']), 'sn.qcow2');
+    expect(qemu('qemu-img', 'snapshot', '-c', 'snap1', 'sn.qcow2').status).toBe(0);
+    qemu('qemu-io', ...ioArgs(['write -P 2 64k 128k']), 'sn.qcow2');
+    for (const args of [['info'], ['info', '--output=json'], ['check'], ['map', '--output=json']]) {
+      expect(ours('img', ...args, 'sn.qcow2').stdout).toBe(qemu('qemu-img', ...args, 'sn.qcow2').stdout);
+    }
+    const wr = ours('io', ...ioArgs(['read -P 1 0 64k', 'read -P 2 64k 128k', 'write -P 5 0 300k', 'discard 0 64k', 'write -z 512k 64k']), 'sn.qcow2');
+    expect(wr.stdout).not.toContain('failed');
+    expect(qemu('qemu-img', 'check', 'sn.qcow2').status).toBe(0);
+    expect(ours('img', 'resize', 'sn.qcow2', '2M').stderr).toContain("Can't resize an image which has snapshots");
+    expect(qemu('qemu-img', 'snapshot', '-a', 'snap1', 'sn.qcow2').status).toBe(0);
+    const back = ours('io', '-r', ...ioArgs(['read -P 1 0 128k', 'read -P 0 128k 896k']), 'sn.qcow2');
+    expect(back.stdout).not.toContain('verification failed');
+  });
+
   it('bad input: the tools fail with QEMU-like messages, never a stack trace', () => {
     writeFileSync(join(w.dir, 'junk.qcow2'), Buffer.alloc(1000, 7));
     const r = ours('io', '-f', 'qcow2', ...ioArgs(['read 0 1']), 'junk.qcow2');

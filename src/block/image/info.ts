@@ -14,6 +14,18 @@ export interface ImageInfo {
 export function* imageInfo(h: ImageHandle, actualSize: number): Co<ImageInfo> {
   const info: ImageInfo = {};
   const q = h.qcow2;
+  if (q !== null && q.snapshots.length > 0) {
+    info['snapshots'] = q.snapshots.map((sn) => ({
+      icount: sn.icount >= 0n ? Number(sn.icount) : undefined,
+      'vm-clock-nsec': Number(sn.vmClockNsec % 1_000_000_000n),
+      name: sn.name,
+      'date-sec': sn.dateSec,
+      'date-nsec': sn.dateNsec,
+      'vm-clock-sec': Number(sn.vmClockNsec / 1_000_000_000n),
+      id: sn.id,
+      'vm-state-size': sn.vmStateSize,
+    }));
+  }
   if (q !== null && q.header.backingFile !== null && q.header.backingFormat !== null) info['backing-filename-format'] = q.header.backingFormat;
   info['virtual-size'] = h.sizeBytes();
   info['filename'] = h.filename;
@@ -65,8 +77,23 @@ function textValue(v: Json, indent: string, out: string[], key: string): void {
   }
 }
 
+/** "YYYY-MM-DD HH:MM:SS" of a snapshot date; the tools pass local time (QEMU's strftime). */
+export type DateFormatter = (sec: number) => string;
+
+function snapshotList(list: readonly { [k: string]: Json | undefined }[], formatDate: DateFormatter): string[] {
+  const row = (a: string, b: string, c: string, d: string, e: string, f: string): string => `${a.padEnd(9)} ${b.padEnd(17)} ${c.padStart(7)}${d.padStart(20)}${e.padStart(13)}${f.padStart(11)}`;
+  const out = ['Snapshot list:', row('ID', 'TAG', 'VM SIZE', 'DATE', 'VM CLOCK', 'ICOUNT')];
+  for (const sn of list) {
+    const secs = Number(sn['vm-clock-sec']);
+    const p2 = (n: number): string => String(n).padStart(2, '0');
+    const clock = `${p2(Math.floor(secs / 3600))}:${p2(Math.floor(secs / 60) % 60)}:${p2(secs % 60)}.${String(Math.floor(Number(sn['vm-clock-nsec']) / 1e6)).padStart(3, '0')}`;
+    out.push(row(String(sn['id']), String(sn['name']), sizeToStr(Number(sn['vm-state-size'])), formatDate(Number(sn['date-sec'])), clock, sn['icount'] === undefined ? '' : String(sn['icount'])));
+  }
+  return out;
+}
+
 /** The human-readable form (bdrv_image_info_dump). */
-export function imageInfoText(info: ImageInfo): string {
+export function imageInfoText(info: ImageInfo, formatDate: DateFormatter = () => ''): string {
   const out: string[] = [];
   out.push(`image: ${String(info['filename'])}`);
   out.push(`file format: ${String(info['format'])}`);
@@ -81,6 +108,8 @@ export function imageInfoText(info: ImageInfo): string {
     if (info['backing-filename-format'] !== undefined) out.push(`backing file format: ${String(info['backing-filename-format'])}`);
   }
   if (info['dirty-flag'] === true) out.push('cleanly shut down: no');
+  const snaps = info['snapshots'];
+  if (Array.isArray(snaps) && snaps.length > 0) out.push(...snapshotList(snaps as { [k: string]: Json | undefined }[], formatDate));
   const fs = info['format-specific'] as { data?: { [key: string]: Json } } | undefined;
   if (fs?.data !== undefined) {
     out.push('Format specific information:');

@@ -156,6 +156,47 @@ function* checkLocked(img: Qcow2Image, fix: CheckFix): Co<CheckResult> {
     }
   }
 
+  // Internal snapshots: their table, L1 tables, and everything those reference.
+  incRange(h.snapshotsOffset, img.snapshotTableBytes);
+  for (const sn of img.snapshots) {
+    incRange(sn.l1TableOffset, sn.l1Size * 8);
+    const l1 = new Uint8Array(sn.l1Size * 8);
+    yield* img.io.pread(sn.l1TableOffset, l1);
+    for (let i = 0; i < sn.l1Size; i++) {
+      const l2off = entryOffset(be32(l1, i * 8), be32(l1, i * 8 + 4));
+      if (l2off === 0) continue;
+      if (l2off % cs !== 0) {
+        res.messages.push(`ERROR l2_offset=${l2off.toString(16)}: Table is not cluster aligned; L1 entry corrupted`);
+        res.corruptions++;
+        continue;
+      }
+      incRange(l2off, cs);
+      yield* img.io.pread(l2off, l2);
+      for (let j = 0; j < img.l2Entries; j++) {
+        const hi = be32(l2, j * 8);
+        const lo = be32(l2, j * 8 + 4);
+        if ((hi & HI_COMPRESSED) !== 0) {
+          try {
+            const d = compressedDescriptor(hi, lo, img.clusterBits);
+            incRange(d.offset, d.bytes);
+          } catch (e) {
+            if (!(e instanceof ImageError)) throw e;
+            res.corruptions++;
+          }
+          continue;
+        }
+        const off = entryOffset(hi, lo);
+        if (off === 0) continue;
+        if (off % cs !== 0) {
+          res.messages.push(`ERROR offset=${off.toString(16)}: Cluster is not properly aligned; L2 entry corrupted.`);
+          res.corruptions++;
+          continue;
+        }
+        incRange(off, cs);
+      }
+    }
+  }
+
   // Refcount table and blocks.
   const rc = img.refcounts;
   incRange(rc.tableOffset, rc.tableClusters * cs);

@@ -276,7 +276,6 @@ export function parseHeader(buf: Uint8Array, fileLength: number): Qcow2Header {
   if (h.l1Size > 0 && h.l1TableOffset + h.l1Size * 8 > fileLength) {
     throw new ImageError('EINVAL', 'Could not read L1 table: L1 table past the end of the image file');
   }
-  if (h.nbSnapshots > 0) throw new ImageError('ENOTSUP', 'Internal snapshots are not supported by tsqemu');
   if (h.backingFileOffset !== 0) {
     if (h.backingFileSize > MAX_BACKING_NAME || h.backingFileOffset > clusterSize - h.backingFileSize) {
       throw new ImageError('EINVAL', 'Backing file name too long');

@@ -14,6 +14,7 @@ export const MetaKind = {
   RefcountBlock: 4,
   SnapshotTable: 5,
   BitmapDirectory: 6,
+  InactiveL1: 7,
 } as const;
 export type MetaKind = (typeof MetaKind)[keyof typeof MetaKind];
 
@@ -26,6 +27,7 @@ export const META_NAMES: Readonly<Record<MetaKind, string>> = {
   [MetaKind.RefcountBlock]: 'refcount block',
   [MetaKind.SnapshotTable]: 'snapshot table',
   [MetaKind.BitmapDirectory]: 'bitmap directory',
+  [MetaKind.InactiveL1]: 'inactive L1 table',
 };
 
 export class MetadataMap {

@@ -37,6 +37,7 @@ import {
 import type { ByteIO } from './io.js';
 import { META_NAMES, MetaKind, MetadataMap } from './overlap.js';
 import { Refcounts, type RefcountHost } from './refcount.js';
+import { readSnapshots, type Snapshot } from './snapshots.js';
 
 /** Where unallocated clusters read from (the backing node). Reads past `sizeBytes` are zeroes. */
 export interface BackingSource {
@@ -77,6 +78,9 @@ export class Qcow2Image implements RefcountHost {
   readonly l2Entries: number;
   refcounts!: Refcounts;
   l1: Uint8Array = new Uint8Array(0);
+  /** Internal snapshots (kept intact; their clusters are shared copy-on-write). */
+  snapshots: Snapshot[] = [];
+  snapshotTableBytes = 0;
   backing: BackingSource | null;
   readonly messages: string[] = [];
   /** Called on every guest write (persistent dirty bitmaps hook in here). */
@@ -156,6 +160,13 @@ export class Qcow2Image implements RefcountHost {
     for (let i = 0; i < header.l1Size; i++) {
       const off = img.l1Offset(i, false);
       if (off !== 0 && off % img.cs === 0) img.meta.add(off, 1, MetaKind.ActiveL2);
+    }
+    const snaps = yield* readSnapshots(io, header);
+    img.snapshots = snaps.list;
+    img.snapshotTableBytes = snaps.tableBytes;
+    if (snaps.tableBytes > 0) img.meta.add(header.snapshotsOffset, Math.ceil(snaps.tableBytes / img.cs), MetaKind.SnapshotTable);
+    for (const sn of snaps.list) {
+      if (sn.l1Size > 0) img.meta.add(sn.l1TableOffset, Math.ceil((sn.l1Size * 8) / img.cs), MetaKind.InactiveL1);
     }
     img.backing = opts.backing ?? null;
     if (!readOnly) {
@@ -678,6 +689,7 @@ export class Qcow2Image implements RefcountHost {
 
   private *truncateLocked(newSize: number, shrink: boolean): Co<void> {
     const old = this.header.sizeBytes;
+    if (this.snapshots.length > 0 && newSize !== old) throw new ImageError('ENOTSUP', "Can't resize an image which has snapshots");
     if (newSize < old) {
       if (!shrink) throw new ImageError('EINVAL', 'Use the --shrink option to perform a shrink operation.');
       const start = Math.ceil(newSize / this.cs) * this.cs;
