@@ -60,3 +60,24 @@ describe.skipIf(!built || !qemu)(`tsqemu-qtest diff ${built && qemu ? '' : '(ski
     expect(differs.stdout).toBe(`${script}:2: clock_step 10\n  qemu:   FAIL Unknown command 'clock_step'\n  tsqemu: OK 10\n2 commands, 1 differ\n`);
   });
 });
+
+const tsqemu = join(root, 'dist', 'tools', 'tsqemu.js');
+
+describe.skipIf(!existsSync(tsqemu))(`tsqemu -qtest ${existsSync(tsqemu) ? '' : '(skipped: not built)'}`, () => {
+  it('serves a reproducer on stdio (tsqemu -M virt -accel qtest -qtest stdio < repro) and exits with the guest\'s code', () => {
+    const r = spawnSync(process.execPath, [tsqemu, '-M', 'virt', '-accel', 'qtest', '-qtest', 'stdio', '-display', 'none', '-nodefaults'], {
+      input: 'readl 0x10001000\nclock_step 100\nreadq 0x200bff8\nwritel 0x80000000\nwritel 0x100000 0x73333\n',
+      encoding: 'latin1',
+      timeout: 20_000,
+    });
+    expect(r.stdout.split('\n').slice(0, 5)).toEqual(['OK 0x0000000074726976', 'OK 100', 'OK 0x0000000000000001', 'FAIL value: missing argument', 'OK']);
+    expect(r.status).toBe(7);
+  });
+
+  it('tsqemu-qtest run SCRIPT -- ARGS runs the script on a tsqemu child over a unix socket', () => {
+    const r = run(['run', join(scripts, 'clint.qtest'), '--', '-M', 'virt', '-accel', 'qtest', '-display', 'none', '-nodefaults']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('OK 1000000000\n');
+  });
+});
