@@ -121,6 +121,7 @@ class CaseRun {
   run(): CaseReport {
     this.setUp();
     const stop = observeTransactions({ phase: (_serial, action, index, phase) => this.txnLog?.push(`${phase}:${action}#${index}`) });
+    let primary: unknown = null;
     try {
       for (const [index, command] of this.fuzzCase.commands.entries()) {
         this.note(`# ${index}: ${describeCommand(command)}`);
@@ -131,8 +132,17 @@ class CaseRun {
       this.vm.run({ maxTasks: MAX_TASKS_PER_COMMAND });
       this.checkAll({ cmd: 'run' });
       this.throwFirstViolation();
+    } catch (error) {
+      primary = error;
+      throw error;
     } finally {
       stop();
+      try {
+        this.tearDown();
+      } catch (error) {
+        // A failing teardown is a bug of its own, unless the case already failed.
+        if (primary === null) throw error;
+      }
     }
     return this.report();
   }
@@ -146,6 +156,15 @@ class CaseRun {
     if (first === undefined) return;
     first.report = this.report();
     throw first;
+  }
+
+  /** As QEMU's quit: cancel what still runs, dismiss what waits, close every node (and its files). */
+  private tearDown(): void {
+    for (const job of [...this.vm.jobs.jobs]) if (job.id !== null) this.vm.qmp('job-cancel', { id: job.id });
+    this.vm.run({ maxTasks: MAX_TASKS_PER_COMMAND });
+    for (const job of [...this.vm.jobs.jobs]) if (job.id !== null) this.vm.qmp('job-dismiss', { id: job.id });
+    for (const blk of [...this.guests.values(), ...this.readers.values()]) blk.dispose();
+    this.vm.graph.closeAll();
   }
 
   // ---- set-up --------------------------------------------------------------------------------
