@@ -9,6 +9,7 @@ import { bdrvCoDrainedBegin, bdrvCoFlush, bdrvDrainedBegin, bdrvDrainedEnd } fro
 import { BdrvChild, type BdrvChildParent, BlockDriverState, type DetectZeroes } from './node.js';
 import { type BlockdevOptions, type BlockdevRef, OptionReader } from './options.js';
 import { updatePerms } from './perms.js';
+import { bdrvBlockDeviceInfo } from './query.js';
 import { driverNames, findDriver } from './registry.js';
 import './builtin-drivers.js';
 
@@ -486,17 +487,12 @@ export class BlockGraph {
     this.loop.runCoroutine('bdrv-close-all', this.coCloseAll());
   }
 
-  /** query-named-block-nodes-ish summary: node-name, driver, file, ro, size. */
-  queryNodes(): Array<Readonly<Record<string, unknown>>> {
-    return [...this.nodes.values()].map((bs) => ({
-      'node-name': bs.nodeName,
-      drv: bs.drv.formatName,
-      file: bs.filename,
-      ro: bs.readOnly,
-      'detect_zeroes': bs.detectZeroes,
-      image: { 'virtual-size': bs.totalBytes },
-      'dirty-bitmaps': bs.dirtyBitmaps.map((b) => b.info()),
-    }));
+  /**
+   * query-named-block-nodes: every node's BlockDeviceInfo (see `query.ts`), newest node first as
+   * QEMU lists them.
+   */
+  queryNodes(): Array<Record<string, unknown>> {
+    return [...this.nodes.values()].reverse().map((bs) => bdrvBlockDeviceInfo(bs));
   }
 
   /** Names of the registered drivers. */
