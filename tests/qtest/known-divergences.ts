@@ -38,13 +38,6 @@ export const KNOWN_DIVERGENCES: Readonly<Record<string, readonly Divergence[]>> 
       tsqemu: 'OK 0x000000000000000a',
       why: 'same cause: source 10 is pending again in tsqemu, so the S-mode context can claim it',
     },
-    {
-      line: 44,
-      command: 'readl 0x0c002000',
-      qemu: 'OK 0x00000000ffffffff',
-      tsqemu: 'OK 0x00000000fffffffe',
-      why: "QEMU 7.2 stores enable words as written (source 0's bit too); tsqemu clears the bit of source 0 (found by tsqemu-qtest fuzz-diff --area plic --seed 23)",
-    },
   ],
   'virtio-blk-regs.qtest': [
     {
@@ -53,15 +46,6 @@ export const KNOWN_DIVERGENCES: Readonly<Record<string, readonly Divergence[]>> 
       qemu: 'OK 0x0000000031006ed4',
       tsqemu: 'OK 0x0000000009006654',
       why: 'legacy virtio-blk host features: QEMU 7.2 offers SCSI (7), CONFIG_WCE (11), INDIRECT_DESC (28), EVENT_IDX (29) and clears ANY_LAYOUT (27) on the legacy transport; tsqemu offers ANY_LAYOUT and none of the four',
-    },
-  ],
-  'uart.qtest': [
-    {
-      line: 52,
-      command: 'readl 0x10000004',
-      qemu: 'OK 0x0000000000000018',
-      tsqemu: 'OK 0x00000000a5806018',
-      why: "QEMU's serial_mm ops (impl.max_access_size 8) read one register for a wide access; tsqemu's bus splits it into byte reads of MCR, LSR, MSR and SCR",
     },
   ],
 };

@@ -95,9 +95,13 @@ export class Ns16550a implements InputSink {
   ) {
     this.irq = new IrqPin(`${path}/irq`);
     this.fifoTimeout = loop.newTimer(ClockType.Virtual, `${path}:fifo-timeout`, () => this.fifoTimeoutFired());
+    // QEMU's serial_mm: any access width reaches one register (impl.max_access_size 8); writes
+    // keep the low byte.
     this.mmio = {
       read: (offset) => this.readReg(offset),
       write: (offset, _size, value) => this.writeReg(offset, value),
+      read64: (offset) => BigInt(this.readReg(offset)),
+      write64: (offset, value) => this.writeReg(offset, Number(value & 0xffn)),
     };
     this.reset();
   }

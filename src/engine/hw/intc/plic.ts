@@ -169,12 +169,8 @@ export class Plic {
       const context = Math.floor((offset - PLIC_ENABLE_BASE) / PLIC_ENABLE_STRIDE);
       const w = ((offset - PLIC_ENABLE_BASE) % PLIC_ENABLE_STRIDE) >> 2;
       if (context < this.numContexts && w < this.words) {
-        // Source 0 does not exist; bits past the last source are hard-wired to 0.
-        let mask = 0xffffffff;
-        if (w === 0) mask &= ~1;
-        const valid = this.numSources - w * 32;
-        if (valid < 32) mask &= (1 << valid) - 1;
-        this.enable[context * this.words + w] = value & mask;
+        // Stored as written, as QEMU 7.2 does (source 0's bit too: it can never be pending).
+        this.enable[context * this.words + w] = value >>> 0;
         this.update();
       }
       return;

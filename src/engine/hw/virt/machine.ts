@@ -178,7 +178,7 @@ export class VirtMachine {
     this.devices.push({ path: this.rtc.path, base: M.rtc.base, irqIn: [], irqOut: [this.rtc.irq] });
 
     this.uart = new Ns16550a(loop, `/machine/soc/serial@${M.uart0.base.toString(16)}`);
-    as.addMmio('serial', M.uart0.base, M.uart0.size, this.uart.mmio, { minAccess: 1, maxAccess: 8, implMax: 1 });
+    as.addMmio('serial', M.uart0.base, M.uart0.size, this.uart.mmio, { minAccess: 1, maxAccess: 8, implMin: 1, implMax: 8 });
     this.uart.irq.connect((level) => this.plic.sources[VIRT_UART0_IRQ]!.set(level));
     this.uart.output = config.serialOutput ?? null;
     loop.gate.attach(config.serialChannel ?? 'serial0', this.uart);
