@@ -8,6 +8,8 @@ import { Qcow2Image } from '../../src/block/qcow2/qcow2.js';
 import { checkQcow2 } from '../../src/block/qcow2/check.js';
 import { ImageError } from '../../src/block/qcow2/errors.js';
 import { loadBitmaps, newBitmap, storeBitmaps } from '../../src/block/qcow2/bitmaps.js';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 
 // fast-check prints the seed and path of any failure; rerun one with
 //   FC_SEED=<seed> FC_PATH=<path> npx vitest run tests/property/qcow2-corrupt.test.ts
@@ -32,6 +34,8 @@ function baseImage(): Uint8Array {
 }
 
 const BASE = baseImage();
+/** An image with an internal snapshot, made by qemu-img (fixtures/images/README.md). */
+const SNAP = new Uint8Array(readFileSync(resolve(import.meta.dirname, '../../fixtures/images/snap.qcow2')));
 
 /** Everything an image can make us do; any failure must be an ImageError (a clear message). */
 function exercise(bytes: Uint8Array): void {
@@ -78,6 +82,17 @@ describe('corrupted qcow2 metadata (property)', () => {
     );
   });
 
+  it('damage to an image with internal snapshots gives ImageErrors only', () => {
+    fc.assert(
+      fc.property(fc.array(fc.record({ at: fc.nat(Math.min(SNAP.length, 16 * CS) - 1), value: fc.nat(255) }), { minLength: 1, maxLength: 8 }), (edits) => {
+        const bytes = SNAP.slice();
+        for (const e of edits) bytes[e.at] = e.value;
+        exercise(bytes);
+      }),
+      params,
+    );
+  });
+
   it('truncations at any length give ImageErrors only', () => {
     fc.assert(
       fc.property(fc.nat(BASE.length - 1), (len) => {
@@ -87,7 +102,8 @@ describe('corrupted qcow2 metadata (property)', () => {
     );
   });
 
-  it('the undamaged image passes', () => {
+  it('the undamaged images pass', () => {
     expect(() => exercise(BASE)).not.toThrow();
+    expect(() => exercise(SNAP)).not.toThrow();
   });
 });

@@ -47,6 +47,20 @@ describe("QEMU-made fixture images read right", () => {
     }
   });
 
+  it('image with an internal snapshot: active data reads, snapshot listed, check clean', () => {
+    const h = run(openImage(join(dir, 'snap.qcow2'), { readOnly: true, forCheck: true }));
+    const buf = new Uint8Array(64 * 1024);
+    run(h.read(0, buf));
+    const expected = new Uint8Array(64 * 1024);
+    expected.fill(0x21, 0, 16 * 1024);
+    expected.fill(0x22, 16 * 1024, 48 * 1024);
+    expect(Buffer.compare(buf, expected)).toBe(0);
+    expect(h.qcow2!.snapshots.map((s) => [s.id, s.name])).toEqual([['1', 's1']]);
+    const r = run(checkQcow2(h.qcow2!, { leaks: false, errors: false }));
+    expect([r.corruptions, r.leaks]).toEqual([0, 0]);
+    run(closeImage(h));
+  });
+
   it('compressed image checks like qemu-img; v2 image reads', () => {
     const c = run(openImage(join(dir, 'comp.qcow2'), { readOnly: true, forCheck: true }));
     const r = run(checkQcow2(c.qcow2!, { leaks: false, errors: false }));
