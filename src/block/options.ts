@@ -107,7 +107,9 @@ export class OptionReader {
     const value = this.raw(key);
     if (value === undefined) return defaultValue;
     if (typeof value === 'number') {
-      if (!Number.isSafeInteger(value) || value < 0) throw this.invalidType(key, 'size');
+      if (!Number.isInteger(value) || value < 0) throw this.invalidType(key, 'size');
+      // QEMU takes sizes up to 2^64; byte offsets here are exact JS integers (below 2^53).
+      if (!Number.isSafeInteger(value)) throw new BlockError(`Parameter '${this.name(key)}' is too large: tsqemu supports sizes below 2^53 bytes`);
       return value;
     }
     if (typeof value === 'string') {
