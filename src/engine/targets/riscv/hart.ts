@@ -52,6 +52,14 @@ const MSTATUS_WMASK = MS.SIE | MS.MIE | MS.SPIE | MS.MPIE | MS.SPP | MS.MPP | MS
 const IRQ_ORDER = [Irq.MEI, Irq.MSI, Irq.MTI, Irq.SEI, Irq.SSI, Irq.STI];
 const NAN_BOX = 0xffffffff00000000n;
 
+/**
+ * Bound on loop steps for a run of `budget` instructions: a run ends when exactly `budget`
+ * instructions retired (interpreter and JIT agree), or after this many steps in a trap storm.
+ */
+function maxStepsFor(budget: number): number {
+  return 2 * budget + 64;
+}
+
 // ---- 64-bit integer arithmetic on int32 pairs (register i = xi[2i] low, xi[2i+1] high) ----------
 // No BigInt on the hot path: BigInt64Array element reads allocate.
 
@@ -414,7 +422,8 @@ export class RiscvHart {
     const end = start + budget;
     this.stopRequested = false;
     // Steps that only take a trap retire nothing; bound them too so a trap storm cannot hang the host.
-    for (let steps = 0; steps < budget && this.icount < end; steps++) {
+    const maxSteps = maxStepsFor(budget);
+    for (let steps = 0; steps < maxSteps && this.icount < end; steps++) {
       if (this.wfi || this.halted) break;
       this.stepOne();
       if (this.stopRequested) break;
@@ -432,7 +441,8 @@ export class RiscvHart {
     const mask = cache.size - 1;
     const xi = this.xi;
     this.stopRequested = false;
-    for (let steps = 0; steps < budget && this.icount < end; steps++) {
+    const maxSteps = maxStepsFor(budget);
+    for (let steps = 0; steps < maxSteps && this.icount < end; steps++) {
       if (this.wfi || this.halted) break;
       if ((this.mipSw | this.mipHw) & this.mie && this.takeInterrupt()) continue;
       const pc = this.pc;
