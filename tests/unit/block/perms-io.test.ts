@@ -248,3 +248,30 @@ describe('reopen read-only / read-write', () => {
     expect(run(loop, bdrvCoPwritev(bs, 0, 1, new Uint8Array([1])))).toBe(-Errno.EPERM);
   });
 });
+
+describe('BlockBackend error policy and io-status', () => {
+  it('maps rerror/werror to actions and records the first stop', () => {
+    const { graph } = newGraph();
+    const blk = BlockBackend.withNode(graph, graph.blockdevAdd({ driver: 'null-co' }), { name: 'd0', ...devicePerms(false) });
+    expect(blk.errorAction(false, -Errno.ENOSPC)).toBe('stop');
+    expect(blk.errorAction(false, -Errno.EIO)).toBe('report');
+    expect(blk.errorAction(true, -Errno.EIO)).toBe('report');
+    blk.onReadError = 'ignore';
+    expect(blk.errorAction(true, -Errno.EIO)).toBe('ignore');
+    blk.onWriteError = 'stop';
+    expect(blk.errorAction(false, -Errno.EIO)).toBe('stop');
+    blk.setIoStatusFromError('stop', -Errno.EIO);
+    expect(blk.iostatus).toBe('ok');
+    blk.iostatusEnabled = true;
+    blk.setIoStatusFromError('report', -Errno.EIO);
+    expect(blk.iostatus).toBe('ok');
+    blk.setIoStatusFromError('stop', -Errno.ENOSPC);
+    expect(blk.iostatus).toBe('nospace');
+    blk.setIoStatusFromError('stop', -Errno.EIO);
+    expect(blk.iostatus).toBe('nospace');
+    blk.resetIoStatus();
+    expect(blk.iostatus).toBe('ok');
+    expect(graph.lookupBs('d0', null)).toBe(blk.bs);
+    expect(() => new BlockBackend(graph, { name: 'd0' })).toThrow("Device with id 'd0' already exists");
+  });
+});
