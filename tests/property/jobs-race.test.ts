@@ -26,7 +26,7 @@ function property(legacy: boolean) {
 
 describe('block jobs and transactions (property, scheduler in external mode)', () => {
   it('invariants hold: legal transitions, refused verbs change nothing, one commit/abort then clean, grouped all-or-none, point-in-time targets, aborted transactions never start or complete jobs', () => {
-    fc.assert(property(false), { numRuns: 120, seed, path, endOnFailure: false });
+    fc.assert(property(false), { numRuns: Number(process.env.FC_RUNS ?? 120), seed, path, endOnFailure: false });
   });
 
   it('legacyStartInPrepare: the suite finds the empty-backup race and shrinks it to a few commands', () => {
