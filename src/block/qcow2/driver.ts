@@ -91,8 +91,11 @@ function errnoError(negative: number): ImageError {
   return new ImageError(ERRNO_NAMES.get(-negative) ?? 'EIO');
 }
 
-/** Guards against backing loops and unbounded nesting while a chain opens. */
-const opening: string[] = [];
+/**
+ * Files whose open is in progress, per coroutine: a backing chain opens nested inside one
+ * coroutine (yield*), so a file seen twice there is a loop; concurrent opens elsewhere do not mix.
+ */
+const opening = new WeakMap<object, string[]>();
 
 function canonical(path: string): string {
   try {
@@ -190,9 +193,15 @@ export const qcow2Driver: BlockDriver = {
   *open(bs: BlockDriverState, opts: OptionReader, ctx: OpenContext): Co<void> {
     const file = yield* ctx.openChild(bs, opts, 'file', ChildRole.IMAGE | ChildRole.PRIMARY, { required: true });
     const key = canonical(file!.bs.filename);
-    if (opening.includes(key)) throw new BlockError(`Backing file '${file!.bs.filename}' creates an infinite loop.`);
-    if (opening.length >= MAX_BACKING_DEPTH) throw new BlockError(`Backing chain is deeper than ${MAX_BACKING_DEPTH} images`);
-    opening.push(key);
+    const owner: object = bs.loop.current ?? bs.graph;
+    let stack = opening.get(owner);
+    if (stack === undefined) {
+      stack = [];
+      opening.set(owner, stack);
+    }
+    if (stack.includes(key)) throw new BlockError(`Backing file '${file!.bs.filename}' creates an infinite loop.`);
+    if (stack.length >= MAX_BACKING_DEPTH) throw new BlockError(`Backing chain is deeper than ${MAX_BACKING_DEPTH} images`);
+    stack.push(key);
     try {
       let img: Qcow2Image;
       try {
@@ -228,7 +237,8 @@ export const qcow2Driver: BlockDriver = {
         throw e;
       }
     } finally {
-      opening.pop();
+      stack.splice(stack.lastIndexOf(key), 1);
+      if (stack.length === 0) opening.delete(owner);
     }
   },
 
