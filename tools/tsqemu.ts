@@ -13,7 +13,6 @@ import { parseCommandLine } from '../src/system/options.js';
 import { MACHINE_TYPES, type Vm, createVm } from '../src/system/vm.js';
 import type { VmConfig } from '../src/system/vm-config.js';
 import { QtestChardevError } from '../src/engine/host/qtest-chardev.js';
-import { buildVirtMachine } from '../src/engine/hw/virt/machine.js';
 import { type QtestSession, startVirtQtest } from '../src/qtest/setup.js';
 
 const PROG = 'tsqemu';
@@ -78,16 +77,16 @@ async function startMonitors(vm: Vm, config: VmConfig, onStdioEnd: () => void): 
 
 /**
  * `-qtest DEV [-qtest-log FILE] [-accel qtest]`: QEMU's qtest protocol on a CPU-less virt board.
- * Glue (qtest, issue 10) until the board is built for every run: with -qtest, tsqemu builds the
- * virt board itself, without a hart (drives are not attached yet). Under -accel qtest time moves
+ * It attaches to the board startMachine built (with its -drive/-device virtio-blk drives; no hart
+ * under -accel qtest). Under -accel qtest time moves
  * only with clock_step/clock_set; without it time jumps to the next deadline when idle, as with a
  * halted CPU. A guest poweroff through sifive_test ends the run with its exit code, as in QEMU.
  */
-async function startQtestFromCli(vm: Vm, config: VmConfig, onExit: (code: number) => void): Promise<QtestSession | null> {
+async function startQtestFromCli(board: MachineSession, config: VmConfig, onExit: (code: number) => void): Promise<QtestSession | null> {
   if (config.qtest === null) return null;
-  if (config.machine.type !== 'virt') fail(`-qtest: machine '${config.machine.type}' is not supported with qtest (use -M virt)`);
+  const machine = board.virt?.machine;
+  if (config.machine.type !== 'virt' || machine === undefined) fail(`-qtest: machine '${config.machine.type}' is not supported with qtest (use -M virt)`);
   const accelQtest = config.accel[0] === 'qtest';
-  const machine = buildVirtMachine(vm.loop, { ramSizeBytes: config.memoryBytes });
   machine.onShutdown((req) => onExit(req.kind === 'poweroff' ? req.exitCode : 0));
   try {
     const session = startVirtQtest(machine, { chardev: config.qtest, log: config.qtestLog ?? undefined, accelQtest });
@@ -149,7 +148,7 @@ async function main(argv: readonly string[]): Promise<number> {
   });
   let qtestClosed = false;
   let guestExit: number | null = null;
-  const qtest = await startQtestFromCli(vm, config, (code) => {
+  const qtest = await startQtestFromCli(machine, config, (code) => {
     guestExit = code;
     host.stop();
   });
@@ -169,13 +168,14 @@ async function main(argv: readonly string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   // -qtest stdio: nothing more can come once stdin ends (a fuzzer reproducer fed with <).
-  await host.run(() => vm.quitRequested || signalled || (stdioOnly && stdioClosed) || (qtest?.stdio === true && qtestClosed && !vm.loop.gate.hasPending));
+  await host.run(() => vm.quitRequested || signalled || quitKey || machine.exitCode !== null || (stdioOnly && stdioClosed && vm.monitors.every((m) => m.sessions.size === 0 && !m.pending)) || (qtest?.stdio === true && qtestClosed && !vm.loop.gate.hasPending));
   qtest?.close();
   endTrace();
+  machine.close();
   for (const server of servers) server.close();
   // Let the last replies (quit's) reach the clients before the process ends.
   await new Promise<void>((resolve) => setImmediate(resolve));
-  return guestExit ?? 0;
+  return guestExit ?? machine.exitCode ?? 0;
 }
 
 main(process.argv.slice(2)).then(

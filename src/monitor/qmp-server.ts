@@ -46,6 +46,8 @@ interface Request {
   readonly id: JsonValue | undefined;
   /** Set when the message itself was bad: the reply is this error, in its turn (QEMU queues it too). */
   readonly error?: QmpErrorBody;
+  /** The client went away: handled in turn, so what it sent before still runs (as in QEMU). */
+  readonly close?: boolean;
 }
 
 /** One connected client: its parser, negotiation state and output. */
@@ -137,7 +139,9 @@ export class QmpServer {
 
   private onInput(session: QmpSession, input: StampedInput): void {
     if (input.kind === 'qmp-close') {
-      this.close(session);
+      session.queued++;
+      this.requests.push({ session, command: '', args: {}, id: undefined, close: true });
+      this.dispatchBh.schedule();
       return;
     }
     if (input.kind !== 'qmp' || session.closed) return;
@@ -147,6 +151,7 @@ export class QmpServer {
 
   private close(session: QmpSession): void {
     if (session.closed) return;
+    session.output?.close();
     session.closed = true;
     this.sessions.delete(session.clientId);
     this.outputs.delete(session.clientId);
@@ -208,7 +213,9 @@ export class QmpServer {
     const request = this.requests.shift();
     if (request === undefined) return;
     request.session.queued--;
-    if (!request.session.closed) {
+    if (request.close === true) {
+      this.close(request.session);
+    } else if (!request.session.closed) {
       this.busy = true;
       let reply: QmpReply;
       try {

@@ -44,33 +44,49 @@ export function connectQmpClient(
   const clientId = allocClientId();
   const channel = `${endpoint.channel}#${clientId}`;
   const decoder = new StringDecoder('utf8');
-  let open = true;
-  const hangUp = (): void => {
-    if (!open) return;
-    open = false;
+  // Input and output close separately: commands a client sent before hanging up still run, and
+  // their replies still go out on stdio (the engine closes the output when it is done with it).
+  let inputOpen = true;
+  let outputOpen = true;
+  const inputEnded = (): void => {
+    if (!inputOpen) return;
+    inputOpen = false;
     safeOffer(gate, { channel, kind: 'qmp-close', data: null });
+  };
+  const closeOutput = (): void => {
+    if (!outputOpen) return;
+    outputOpen = false;
     end();
   };
   endpoint.setOutput(clientId, {
     send(line: string): void {
-      if (!open) return;
+      if (!outputOpen) return;
       output.write(line + '\r\n');
-      if ((output.writableLength ?? 0) > MAX_CLIENT_OUTPUT_BYTES) hangUp();
+      if ((output.writableLength ?? 0) > MAX_CLIENT_OUTPUT_BYTES) {
+        // A client that does not read: drop it rather than buffer without bound.
+        closeOutput();
+        inputEnded();
+      }
     },
     close(): void {
-      hangUp();
+      closeOutput();
+      inputEnded();
     },
   });
   safeOffer(gate, { channel: endpoint.channel, kind: 'qmp-open', data: clientId });
   input.on('data', (chunk: Buffer | string) => {
-    if (!open) return;
+    if (!inputOpen) return;
     const text = typeof chunk === 'string' ? chunk : decoder.write(chunk);
     if (text.length === 0) return;
-    if (!safeOffer(gate, { channel, kind: 'qmp', data: text })) hangUp();
+    if (!safeOffer(gate, { channel, kind: 'qmp', data: text })) {
+      closeOutput();
+      inputEnded();
+    }
   });
-  input.on('end', hangUp);
-  input.on('close', hangUp);
-  input.on('error', hangUp);
+  input.on('end', inputEnded);
+  input.on('close', inputEnded);
+  input.on('error', inputEnded);
+  output.on('error', closeOutput);
   return clientId;
 }
 
@@ -88,7 +104,8 @@ function safeOffer(gate: InputGate, input: Parameters<InputGate['offer']>[0]): b
 export function listenQmp(gate: InputGate, endpoint: QmpEndpoint, spec: QmpListenSpec): Promise<Server> {
   const server = createServer((socket: Socket) => {
     socket.setNoDelay?.(true);
-    connectQmpClient(gate, endpoint, socket, socket, () => socket.destroy());
+    connectQmpClient(gate, endpoint, socket, socket, () => socket.end());
+    socket.on('close', () => socket.destroy());
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

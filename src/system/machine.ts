@@ -1,0 +1,140 @@
+import { BlockBackend, devicePerms } from '../block/block-backend.js';
+import { BlkPerm } from '../block/driver.js';
+import { BlockError } from '../block/error.js';
+import type { VirtDriveConfig } from '../engine/hw/virt/machine.js';
+import { MachineConfigError } from '../engine/hw/virt/machine.js';
+import { type VirtSession, VIRT_HOST_SLICE_TASKS, startVirtFromCli } from '../engine/hw/virt/virt-cli.js';
+import { resolveBios } from '../engine/hw/virt/virt-options.js';
+import { QmpError } from '../monitor/errors.js';
+import { UsageError } from './keyval.js';
+import type { Vm } from './vm.js';
+
+/** The board and its side channels, as the command line started them. */
+export interface MachineSession {
+  readonly virt: VirtSession | null;
+  /** Tasks per host-loop slice: small when a hart runs, so input is looked at often. */
+  readonly hostSliceTasks: number;
+  /** Set once the guest powered off (sifive_test): the process exits with it. */
+  readonly exitCode: number | null;
+  close(): void;
+}
+
+export interface MachineHooks {
+  /** Ctrl-A x on a stdio console. */
+  readonly onQuit: () => void;
+  /** A warning for stderr (QEMU prints them as "prog: warning: ..."). */
+  readonly warn: (message: string) => void;
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+function onOff(value: unknown): boolean {
+  return value === 'on' || value === 'true' || value === 'yes' || value === true;
+}
+
+/**
+ * `-drive file=F,format=raw,if=none,id=ID[,readonly=on]` opens the node tree and a named
+ * BlockBackend; `-device virtio-blk-device,drive=ID` puts it on the board. Other device models
+ * are refused as QEMU refuses unknown ones.
+ */
+function openDrives(vm: Vm): VirtDriveConfig[] {
+  const used = new Map<string, { id?: string; serial?: string }>();
+  for (const device of vm.config.devices) {
+    const driver = str(device['driver']) ?? '';
+    if (driver !== 'virtio-blk-device') throw new UsageError(`-device ${driver}: '${driver}' is not a valid device model name`);
+    const drive = str(device['drive']);
+    if (drive === undefined) throw new UsageError(`-device ${driver}: Parameter 'drive' is missing`);
+    used.set(drive, { id: str(device['id']), serial: str(device['serial']) });
+  }
+  const backends = new Map<string, BlockBackend>();
+  vm.config.drives.forEach((drive, index) => {
+    const id = str(drive['id']) ?? `drive${index}`;
+    const file = str(drive['file']);
+    const describe = Object.entries(drive).map(([k, v]) => `${k}=${String(v)}`).join(',');
+    if (file === undefined) throw new UsageError(`-drive ${describe}: Parameter 'file' is missing`);
+    const iface = str(drive['if']) ?? 'none';
+    if (iface !== 'none') throw new UsageError(`-drive ${describe}: machine type does not support if=${iface}`);
+    const readOnly = onOff(drive['readonly']);
+    try {
+      vm.paths.check(file);
+      const node = vm.graph.blockdevAdd({ driver: str(drive['format']) ?? 'raw', 'read-only': readOnly, file: { driver: 'file', filename: file, 'read-only': readOnly } }, { monitorOwned: false, driverMessage: 'legacy' });
+      // A drive without a device takes no permissions, so jobs may use it freely.
+      const perms = used.has(id) ? devicePerms(readOnly) : { perm: 0, shared: BlkPerm.ALL };
+      backends.set(id, BlockBackend.withNode(vm.graph, node, { name: id, ...perms }));
+    } catch (error) {
+      if (error instanceof BlockError || error instanceof QmpError) throw new UsageError(`-drive ${describe}: ${error.message}`);
+      throw error;
+    }
+  });
+  const drives: VirtDriveConfig[] = [];
+  for (const [drive, device] of used) {
+    const backend = backends.get(drive);
+    if (backend === undefined) throw new UsageError(`-device virtio-blk-device,drive=${drive}: Property 'virtio-blk-device.drive' can't find value '${drive}'`);
+    drives.push({ backend, ...(device.id !== undefined ? { id: device.id } : {}), ...(device.serial !== undefined ? { serial: device.serial } : {}) });
+  }
+  return drives;
+}
+
+/**
+ * Builds the board the command line asks for (`-M virt`: devices, firmware, kernel, drives, the
+ * hart unless `-accel qtest`). `-M none` builds nothing: a QMP-only VM. qtest attaches to the
+ * board afterwards (tools/tsqemu.ts).
+ */
+export function startMachine(vm: Vm, hooks: MachineHooks): MachineSession {
+  const config = vm.config;
+  const drives = openDrives(vm);
+  const accelQtest = config.accel[0] === 'qtest';
+  let virt: VirtSession | null = null;
+  if (config.machine.type === 'virt') {
+    let bios = config.bios;
+    if (bios === null) {
+      try {
+        resolveBios(null);
+      } catch (error) {
+        if (!(error instanceof MachineConfigError)) throw error;
+        hooks.warn(`${error.message}; starting without firmware`);
+        bios = 'none';
+      }
+    }
+    for (const image of [bios, config.kernel, config.initrd]) if (image !== null && image !== 'none' && image !== 'default') vm.paths.check(image);
+    try {
+      virt = startVirtFromCli(vm.loop, {
+        memoryBytes: config.memoryBytes,
+        bios,
+        kernel: config.kernel,
+        append: config.append,
+        initrd: config.initrd,
+        smp: config.smp,
+        icount: config.icount,
+        nographic: config.nographic,
+        nodefaults: config.nodefaults,
+        serial: config.serial,
+        drives,
+        onQuit: hooks.onQuit,
+        noCpu: accelQtest,
+      });
+    } catch (error) {
+      if (error instanceof MachineConfigError) throw new UsageError(error.message);
+      throw error;
+    }
+    const machine = virt.machine;
+    vm.onReset(() => machine.reset('system'));
+  } else if (config.machine.type !== 'none') {
+    throw new UsageError(`machine '${config.machine.type}' cannot be started from the command line yet (use -M virt or -M none)`);
+  } else if (drives.length > 0) {
+    throw new UsageError(`-device virtio-blk-device: machine 'none' has no virtio-mmio bus`);
+  }
+  const session = virt;
+  return {
+    virt,
+    hostSliceTasks: virt !== null && !accelQtest ? VIRT_HOST_SLICE_TASKS : 50_000,
+    get exitCode(): number | null {
+      return session?.exitCode ?? null;
+    },
+    close(): void {
+      session?.close();
+    },
+  };
+}
