@@ -72,7 +72,7 @@ export function buildVirtRun(spec: VirtRunSpec, serialOutput: CharOutput | null)
     // snapshot=on: the guest writes to a private copy, never to the image.
     const copy = join(dir!, `${index}-${basename(drive.file)}`);
     copyFileSync(drive.file, copy);
-    const node = graph.blockdevAdd({ driver: drive.format, 'node-name': `drive-${drive.id}`, file: { driver: 'file', filename: copy } });
+    const node = graph.blockdevAdd({ driver: drive.format, 'node-name': `drive-${drive.id}`, file: { driver: 'file', filename: copy, 'node-name': `file-${drive.id}` } });
     const backend = BlockBackend.withNode(graph, node, { name: drive.id, ...devicePerms(false) });
     return { backend };
   });

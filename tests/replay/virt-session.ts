@@ -20,7 +20,8 @@ export async function typeSession(run: VirtRun, capture: ConsoleCapture, steps: 
   let typing: number[] = [];
   const off = () => run.machine.shutdown !== null;
   while (!off() && loop.nowNs < limitNs) {
-    loop.runUntil(off, { untilNs: loop.nowNs + 200_000 + Math.floor(host() * 3_000_000) });
+    // Loop turns, as the host loop slices them (a virtual-time limit would split time jumps).
+    loop.runUntil(off, { maxTasks: 1 + Math.floor(host() * 6) });
     if (typing.length > 0) {
       loop.gate.offer({ channel: 'serial0', kind: 'chardev', data: new Uint8Array([typing.shift()!]) });
     } else if (step < steps.length) {
