@@ -1,6 +1,8 @@
-import type { Job } from '../../blockjob/job.js';
+import { type Job, startJob } from '../../blockjob/job.js';
+import { type BlockdevMirrorArgs, mirrorJobCreate } from '../../blockjob/mirror.js';
+import { QmpError } from '../errors.js';
 import { type CommandDef, defineCommand } from '../command.js';
-import { bool, int, str, struct } from '../schema.js';
+import { bool, enumOf, int, str, struct, uint32 } from '../schema.js';
 import { blockEnv } from './block.js';
 
 type JobVerbRun = (job: Job, args: Record<string, unknown>) => void;
@@ -40,5 +42,38 @@ export function jobCommands(): CommandDef[] {
     blockJobVerb('block-job-complete', 'device', {}, (job) => job.complete()),
     blockJobVerb('block-job-finalize', 'id', {}, (job) => job.finalize()),
     blockJobVerb('block-job-dismiss', 'id', {}, (job) => job.dismiss()),
+  ];
+}
+
+const mirrorArgs = struct({
+  'job-id?': str,
+  device: str,
+  target: str,
+  'replaces?': str,
+  sync: enumOf('top', 'full', 'none', 'incremental', 'bitmap'),
+  'speed?': int,
+  'granularity?': uint32,
+  'buf-size?': int,
+  'on-source-error?': enumOf('report', 'ignore', 'enospc', 'stop', 'auto'),
+  'on-target-error?': enumOf('report', 'ignore', 'enospc', 'stop', 'auto'),
+  'filter-node-name?': str,
+  'copy-mode?': enumOf('background', 'write-blocking'),
+  'auto-finalize?': bool,
+  'auto-dismiss?': bool,
+});
+
+/** Commands that start a job directly (not through a transaction): blockdev-mirror. */
+export function mirrorCommands(): CommandDef[] {
+  return [
+    defineCommand<BlockdevMirrorArgs & { replaces?: string; 'filter-node-name'?: string }>({
+      name: 'blockdev-mirror',
+      args: mirrorArgs,
+      run: ({ vm }, args) => {
+        const env = blockEnv(vm);
+        if (args.sync !== 'full' && args.sync !== 'top' && args.sync !== 'none') throw new QmpError(`Sync mode '${String(args.sync)}' not supported`);
+        if (args.replaces !== undefined || args['filter-node-name'] !== undefined) throw new QmpError(`Parameter '${args.replaces !== undefined ? 'replaces' : 'filter-node-name'}' is not supported by tsqemu's mirror`);
+        startJob(mirrorJobCreate(env.jobs, env.graph, args) as Job);
+      },
+    }),
   ];
 }
