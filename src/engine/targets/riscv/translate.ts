@@ -131,6 +131,11 @@ export class RiscvJit {
     const publish = (i: number): void => {
       body.push(`k = ${i}; h.icount = ic0 + n + ${i};`);
     };
+    // After an access that may have reached a device (MMIO sets stopRequested), leave right after the
+    // instruction, as the interpreter does: an interrupt it raised is taken at the same instruction.
+    const stopCheck = (i: number, next: number): void => {
+      body.push(`if (h.stopRequested) { n += ${i + 1}; h.pc = ${next}; h.icount = ic0 + n; return; }`);
+    };
     const LOOP_OK = `budget - n >= ${len} && !h.stopRequested && h.codeEpoch === epoch && ((h.mipSw | h.mipHw) & h.mie) === 0`;
     let terminal = false;
     for (let i = 0; i < len; i++) {
@@ -203,21 +208,25 @@ export class RiscvJit {
             if (rd === 0) body.push(`${load};`);
             else body.push(`xi[${2 * rd}] = ${load} | 0; xi[${2 * rd + 1}] = 0;`);
           } else set32(rd, load);
+          stopCheck(i, next);
           break;
         }
         case Op.LD:
           publish(i);
           body.push(`h.loadPair(${ea(rs1, imm)}, ${rd});`);
+          stopCheck(i, next);
           break;
         case Op.SB:
         case Op.SH:
         case Op.SW:
           publish(i);
           body.push(`h.storeN(${ea(rs1, imm)}, ${I.op === Op.SB ? 1 : I.op === Op.SH ? 2 : 4}, ${R(rs2)});`);
+          stopCheck(i, next);
           break;
         case Op.SD:
           publish(i);
           body.push(`h.storePair(${ea(rs1, imm)}, ${R(rs2)}, ${RH(rs2)});`);
+          stopCheck(i, next);
           break;
         case Op.ADDI:
           if (rd !== 0) body.push(`H.add64(xi, ${rd}, ${R(rs1)}, ${RH(rs1)}, ${imm}, ${imm >> 31});`);
@@ -315,6 +324,7 @@ export class RiscvJit {
             // Everything else that cannot change control flow or privilege: the interpreter's own code.
             body.push(`h.pc = ${pc}; h.execute(I[${i}]);`);
           }
+          stopCheck(i, next);
           break;
       }
     }
