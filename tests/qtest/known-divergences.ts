@@ -39,13 +39,4 @@ export const KNOWN_DIVERGENCES: Readonly<Record<string, readonly Divergence[]>> 
       why: 'same cause: source 10 is pending again in tsqemu, so the S-mode context can claim it',
     },
   ],
-  'virtio-blk-regs.qtest': [
-    {
-      line: 13,
-      command: 'readl 0x10008010',
-      qemu: 'OK 0x0000000031006ed4',
-      tsqemu: 'OK 0x0000000009006654',
-      why: 'legacy virtio-blk host features: QEMU 7.2 offers SCSI (7), CONFIG_WCE (11), INDIRECT_DESC (28), EVENT_IDX (29) and clears ANY_LAYOUT (27) on the legacy transport; tsqemu offers ANY_LAYOUT and none of the four',
-    },
-  ],
 };

@@ -10,6 +10,7 @@ export const VirtioBlkFeature = {
   GEOMETRY: 4,
   RO: 5,
   BLK_SIZE: 6,
+  SCSI: 7,
   FLUSH: 9,
   TOPOLOGY: 10,
   CONFIG_WCE: 11,
@@ -28,6 +29,10 @@ const VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP = 1;
 
 /** BDRV_REQ_MAY_UNMAP (the block layer's BdrvReq.MAY_UNMAP): write-zeroes may deallocate. */
 export const BDRV_REQ_MAY_UNMAP = 0x4;
+/** BDRV_REQ_FUA: the write is on stable storage when it completes (writethrough mode). */
+export const BDRV_REQ_FUA = 0x10;
+/** Offset of `writeback` in struct virtio_blk_config. */
+const CONFIG_WRITEBACK_OFFSET = 32;
 
 /**
  * The part of the block layer's `BlockBackend` (src/block/block-backend.ts) virtio-blk uses: its
@@ -77,6 +82,8 @@ export class VirtioBlk implements VirtioDevice {
   /** Bumped on reset so requests in flight from before it do not touch the new rings. */
   private generation = 0;
   private inFlightCount = 0;
+  /** Write cache on (writeback) or off (writethrough: every write is FUA); CONFIG_WCE lets the driver choose. */
+  private writeback = true;
 
   constructor(
     private readonly loop: MainLoop,
@@ -97,12 +104,13 @@ export class VirtioBlk implements VirtioDevice {
     this.transport = transport;
   }
 
-  features(): bigint {
+  /** QEMU 7.2's default virtio-blk features; legacy transports also get SCSI (commands answer UNSUPP). */
+  features(legacy: boolean): bigint {
     const F = VirtioBlkFeature;
-    let f = (1n << BigInt(F.SEG_MAX)) | (1n << BigInt(F.BLK_SIZE)) | (1n << BigInt(F.FLUSH)) | (1n << BigInt(F.GEOMETRY)) | (1n << BigInt(F.TOPOLOGY));
-    if (this.backend.isReadOnly) f |= 1n << BigInt(F.RO);
-    else f |= (1n << BigInt(F.DISCARD)) | (1n << BigInt(F.WRITE_ZEROES));
-    return f;
+    const bits: number[] = [F.SEG_MAX, F.GEOMETRY, F.BLK_SIZE, F.FLUSH, F.TOPOLOGY, F.CONFIG_WCE, F.DISCARD, F.WRITE_ZEROES];
+    if (legacy) bits.push(F.SCSI);
+    if (this.backend.isReadOnly) bits.push(F.RO);
+    return bits.reduce((f, b) => f | (1n << BigInt(b)), 0n);
   }
 
   /** virtio_blk_update_config: the layout of struct virtio_blk_config. */
@@ -122,7 +130,7 @@ export class VirtioBlk implements VirtioDevice {
     v.setUint8(25, 0); // alignment_offset
     v.setUint16(26, 0, true); // min_io_size
     v.setUint32(28, 0, true); // opt_io_size
-    v.setUint8(32, 1); // writeback
+    v.setUint8(CONFIG_WRITEBACK_OFFSET, this.writeback ? 1 : 0);
     v.setUint16(34, 1, true); // num_queues
     v.setUint32(36, VIRTIO_BLK_MAX_DWZ_SECTORS, true);
     v.setUint32(40, VIRTIO_BLK_MAX_DWZ_SEGMENTS, true);
@@ -140,14 +148,15 @@ export class VirtioBlk implements VirtioDevice {
   }
 
   writeConfig(offset: number, size: 1 | 2 | 4, value: number): void {
-    // Only `writeback` is writable, and only with CONFIG_WCE (not offered): ignore.
-    void offset;
-    void size;
-    void value;
+    // Only `writeback` is writable, and only once the driver took CONFIG_WCE.
+    if (offset !== CONFIG_WRITEBACK_OFFSET || size !== 1) return;
+    if (!(this.transport!.guestFeatures & (1n << BigInt(VirtioBlkFeature.CONFIG_WCE)))) return;
+    this.writeback = (value & 1) === 1;
   }
 
   reset(): void {
     this.generation++;
+    this.writeback = true;
   }
 
   handleQueue(queue: Virtqueue): void {
@@ -237,7 +246,7 @@ export class VirtioBlk implements VirtioDevice {
         if (!this.rangeOk(sector, bytes)) return { status: S.IOERR, written: 0 };
         const data = gather(as, elem.out, 16, bytes);
         if (!data.ok) return { status: S.IOERR, written: 0 };
-        const ret = yield* this.backend.coPwritev(sector * SECTOR_SIZE, bytes, data.bytes);
+        const ret = yield* this.backend.coPwritev(sector * SECTOR_SIZE, bytes, data.bytes, this.writeback ? 0 : BDRV_REQ_FUA);
         return { status: ret < 0 ? S.IOERR : S.OK, written: 0 };
       }
       case VirtioBlkType.FLUSH: {

@@ -43,6 +43,8 @@ export const VirtioStatus = { ACKNOWLEDGE: 1, DRIVER: 2, DRIVER_OK: 4, FEATURES_
 export const VIRTIO_F_VERSION_1 = 32n;
 export const VIRTIO_F_NOTIFY_ON_EMPTY = 24n;
 export const VIRTIO_F_ANY_LAYOUT = 27n;
+export const VIRTIO_RING_F_INDIRECT_DESC = 28n;
+export const VIRTIO_RING_F_EVENT_IDX = 29n;
 
 const ISR_USED = 1;
 const ISR_CONFIG = 2;
@@ -71,8 +73,8 @@ export interface VirtioDevice {
   readonly deviceId: number;
   readonly numQueues: number;
   readonly queueSize: number;
-  /** Feature bits the device offers (transport bits such as VERSION_1 are added by the transport). */
-  features(): bigint;
+  /** Feature bits the device offers on a legacy or modern transport (the transport adds its own). */
+  features(legacy: boolean): bigint;
   readConfig(offset: number, size: 1 | 2 | 4): number;
   writeConfig(offset: number, size: 1 | 2 | 4, value: number): void;
   /** The driver kicked `queue`. */
@@ -126,8 +128,10 @@ export class VirtioMmio implements VirtioTransport {
   private hostFeatures(): bigint {
     const dev = this.device;
     if (dev === null) return 0n;
-    let f = dev.features() | (1n << VIRTIO_F_NOTIFY_ON_EMPTY);
-    if (this.legacy) f |= 1n << VIRTIO_F_ANY_LAYOUT;
+    // QEMU 7.2: indirect descriptors and event index always; NOTIFY_ON_EMPTY on legacy only;
+    // ANY_LAYOUT is implied by VERSION_1 and withheld by virtio-blk on legacy.
+    let f = dev.features(this.legacy) | (1n << VIRTIO_RING_F_INDIRECT_DESC) | (1n << VIRTIO_RING_F_EVENT_IDX);
+    if (this.legacy) f |= 1n << VIRTIO_F_NOTIFY_ON_EMPTY;
     else f |= 1n << VIRTIO_F_VERSION_1;
     return f;
   }
@@ -253,6 +257,12 @@ export class VirtioMmio implements VirtioTransport {
           const shift = BigInt(32 * this.guestFeaturesSel);
           const cleared = this.guestFeatures & ~(0xffffffffn << shift);
           this.guestFeatures = (cleared | (BigInt(value) << shift)) & this.hostFeatures();
+          const has = (bit: bigint): boolean => (this.guestFeatures & (1n << bit)) !== 0n;
+          for (const q of this.queues) {
+            q.indirect = has(VIRTIO_RING_F_INDIRECT_DESC);
+            q.eventIdx = has(VIRTIO_RING_F_EVENT_IDX);
+            q.notifyOnEmpty = has(VIRTIO_F_NOTIFY_ON_EMPTY);
+          }
         }
         return;
       case VirtioMmioReg.DriverFeaturesSel:

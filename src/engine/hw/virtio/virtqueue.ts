@@ -7,6 +7,8 @@ export const VRING_DESC_F_INDIRECT = 4;
 export const VRING_AVAIL_F_NO_INTERRUPT = 1;
 /** Largest queue a transport offers (QEMU's VIRTQUEUE_MAX_SIZE). */
 export const VIRTQUEUE_MAX_SIZE = 1024;
+/** Bound on the entries of one indirect descriptor table. */
+export const MAX_INDIRECT_DESCRIPTORS = 4096;
 /** Bound on the bytes one request may carry, so a guest cannot make the host allocate gigabytes. */
 export const MAX_ELEMENT_BYTES = 64 * 1024 * 1024;
 
@@ -47,8 +49,17 @@ export class Virtqueue {
   pfn = 0;
   lastAvailIdx = 0;
   usedIdx = 0;
+  /** Negotiated VIRTIO_RING_F_INDIRECT_DESC. */
+  indirect = false;
+  /** Negotiated VIRTIO_RING_F_EVENT_IDX. */
+  eventIdx = false;
+  /** Negotiated VIRTIO_F_NOTIFY_ON_EMPTY (legacy). */
+  notifyOnEmpty = false;
   /** Completions since the last interrupt decision. */
   private signalled = 0;
+  /** Used index at the last interrupt (EVENT_IDX), and whether it is meaningful yet. */
+  private signalledUsed = 0;
+  private signalledUsedValid = false;
 
   constructor(
     private readonly as: AddressSpace,
@@ -67,6 +78,11 @@ export class Virtqueue {
     this.lastAvailIdx = 0;
     this.usedIdx = 0;
     this.signalled = 0;
+    this.signalledUsed = 0;
+    this.signalledUsedValid = false;
+    this.indirect = false;
+    this.eventIdx = false;
+    this.notifyOnEmpty = false;
   }
 
   /** True when the queue has rings the device may use. */
@@ -116,17 +132,31 @@ export class Virtqueue {
     const inn: Segment[] = [];
     let outBytes = 0;
     let inBytes = 0;
+    let table = this.desc;
+    let size = this.num;
+    let inIndirect = false;
     let i = head;
     for (let count = 0; ; count++) {
-      if (count >= this.num) throw new VirtioRingError('descriptor chain loops');
-      const d = this.desc + 16 * i;
+      if (count >= size) throw new VirtioRingError('descriptor chain loops');
+      const d = table + 16 * i;
       const lo = this.load(d, 4);
       const hi = this.load(d + 4, 4);
       const addr = hi * 0x1_0000_0000 + lo;
       const len = this.load(d + 8, 4);
       const flags = this.load(d + 12, 2);
       const next = this.load(d + 14, 2);
-      if (flags & VRING_DESC_F_INDIRECT) throw new VirtioRingError('indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC');
+      if (flags & VRING_DESC_F_INDIRECT) {
+        if (!this.indirect) throw new VirtioRingError('indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC');
+        if (inIndirect) throw new VirtioRingError('indirect descriptor in an indirect table');
+        if (flags & VRING_DESC_F_NEXT) throw new VirtioRingError('indirect descriptor with NEXT set');
+        if (len === 0 || len % 16 !== 0 || len / 16 > MAX_INDIRECT_DESCRIPTORS) throw new VirtioRingError(`invalid size ${len} for an indirect table`);
+        table = addr;
+        size = len / 16;
+        inIndirect = true;
+        i = 0;
+        count = -1;
+        continue;
+      }
       if (flags & VRING_DESC_F_WRITE) {
         inn.push({ addr, len });
         inBytes += len;
@@ -137,9 +167,11 @@ export class Virtqueue {
       }
       if (outBytes + inBytes > MAX_ELEMENT_BYTES) throw new VirtioRingError(`request of more than ${MAX_ELEMENT_BYTES} bytes`);
       if (!(flags & VRING_DESC_F_NEXT)) break;
-      if (next >= this.num) throw new VirtioRingError(`descriptor next ${next} out of range`);
+      if (next >= size) throw new VirtioRingError(`descriptor next ${next} out of range`);
       i = next;
     }
+    // EVENT_IDX: tell the driver the next kick is wanted once it passes what we have taken.
+    if (this.eventIdx) this.store(this.used + 4 + 8 * this.num, 2, this.lastAvailIdx);
     return { head, out, in: inn, outBytes, inBytes };
   }
 
@@ -153,10 +185,22 @@ export class Virtqueue {
     this.signalled++;
   }
 
-  /** virtio_should_notify without EVENT_IDX: the driver may suppress interrupts with a flag. */
+  /** virtio_should_notify: EVENT_IDX's used_event, else the NO_INTERRUPT flag (and NOTIFY_ON_EMPTY). */
   shouldNotify(): boolean {
     if (this.signalled === 0) return false;
     this.signalled = 0;
+    if (this.eventIdx) {
+      const old = this.signalledUsed;
+      const now = this.usedIdx;
+      const valid = this.signalledUsedValid;
+      this.signalledUsed = now;
+      this.signalledUsedValid = true;
+      if (!valid) return true;
+      const usedEvent = this.load(this.avail + 4 + 2 * this.num, 2);
+      // vring_need_event(event, new, old)
+      return ((now - usedEvent - 1) & 0xffff) < ((now - old) & 0xffff);
+    }
+    if (this.notifyOnEmpty && this.availIdx() === this.lastAvailIdx) return true;
     const flags = this.load(this.avail, 2);
     return (flags & VRING_AVAIL_F_NO_INTERRUPT) === 0;
   }
