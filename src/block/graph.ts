@@ -412,7 +412,15 @@ export class BlockGraph {
    */
   blockdevDel(nodeName: string): void {
     const bs = this.checkDeletable(nodeName);
-    const result = this.loop.runCoroutine('blockdev-del', this.catching(this.coCloseTree(bs)));
+    // Drain from outside first: that also works under frozen time, where a coroutine waiting
+    // for I/O would never be resumed by runCoroutine.
+    bdrvDrainedBegin(bs);
+    let result: BlockError | void;
+    try {
+      result = this.loop.runCoroutine('blockdev-del', this.catching(this.coCloseTree(bs)));
+    } finally {
+      bdrvDrainedEnd(bs);
+    }
     if (result instanceof BlockError) throw result;
   }
 
@@ -484,6 +492,11 @@ export class BlockGraph {
   }
 
   closeAll(): void {
+    // Drain every node from outside first (works under frozen time too), then close.
+    for (const bs of [...this.nodes.values()]) {
+      bdrvDrainedBegin(bs);
+      bdrvDrainedEnd(bs);
+    }
     this.loop.runCoroutine('bdrv-close-all', this.coCloseAll());
   }
 

@@ -800,12 +800,21 @@ function quiesceEnd(bs: BlockDriverState): void {
 /**
  * bdrv_drained_begin, from outside any coroutine: quiesces `bs` and every node and parent above
  * it (BlockBackends queue new requests, jobs pause), then runs the main loop until nothing is in
- * flight around `bs`. Sections nest; each begin needs one `bdrvDrainedEnd`.
+ * flight around `bs` (under frozen time, moving the clock to each next deadline: I/O must end).
+ * Sections nest; each begin needs one `bdrvDrainedEnd`.
  */
 export function bdrvDrainedBegin(bs: BlockDriverState): void {
   assert(bs.loop.current === null, 'bdrvDrainedBegin inside a coroutine: use yield* bdrvCoDrainedBegin');
   quiesceBegin(bs);
-  if (bdrvIsBusy(bs)) bs.loop.runUntil(() => !bdrvIsBusy(bs));
+  const loop = bs.loop;
+  if (bdrvIsBusy(bs)) loop.runUntil(() => !bdrvIsBusy(bs));
+  // Frozen time (-accel qtest): QEMU's drain still waits for host I/O to complete. Here I/O
+  // completes on the clock, so move it to each next deadline until the node is idle.
+  for (let guard = 0; loop.frozen && bdrvIsBusy(bs) && guard < 1 << 20; guard++) {
+    const next = loop.nextDeadlineNs();
+    if (next === Infinity) break;
+    loop.step(Math.max(0, next - loop.nowNs));
+  }
 }
 
 /**

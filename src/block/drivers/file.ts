@@ -1,5 +1,5 @@
 import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
-import { type Co, sleep } from '../../engine/coroutine.js';
+import { type Co, YIELD, sleep } from '../../engine/coroutine.js';
 import type { BlockDriver, OpenContext, PreallocMode } from '../driver.js';
 import { BdrvReq } from '../driver.js';
 import { Errno, errnoFromHostError } from '../errno.js';
@@ -32,6 +32,12 @@ export function* ioLatency(bs: BlockDriverState, baseNs: number): Co<void> {
   // Under the natural (fifo) policy the answer is always 0: skip the choice point, as the kernel's
   // ready queue does, so long runs do not fill the recorded-choices log.
   const loop = bs.loop;
+  if (loop.frozen) {
+    // -accel qtest freezes our clocks, but QEMU's host I/O still completes (only the virtual
+    // clock stops): complete in a later loop iteration without time passing.
+    yield YIELD;
+    return;
+  }
   const pick = loop.chooser.isFifo ? 0 : loop.choose('io-latency', FILE_LATENCY_FACTORS.length);
   yield sleep(baseNs * FILE_LATENCY_FACTORS[pick]!);
 }
