@@ -249,11 +249,11 @@ export class RiscvHart {
     this.reset();
   }
 
-  /** Power-on reset: registers zero, M-mode, pc at the reset vector. */
-  reset(): void {
+  /** Power-on reset: registers zero, M-mode, pc at `pc` (default: the reset vector). */
+  reset(pc: number = this.resetPc): void {
     this.x.fill(0n);
     this.f.fill(0n);
-    this.pc = this.resetPc;
+    this.pc = pc;
     this.priv = Priv.M;
     this.wfi = false;
     this.halted = false;
