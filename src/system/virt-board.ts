@@ -29,6 +29,7 @@ export interface VirtBoardConfig {
   readonly serial: readonly string[];
   readonly smp: string | null;
   readonly icount: string | null;
+  readonly rtc?: string | null;
 }
 
 /**
@@ -76,6 +77,7 @@ export function startVirtBoard(loop: MainLoop, graph: BlockGraph, config: VirtBo
       initrd: config.initrd,
       smp: config.smp,
       icount: config.icount,
+      rtc: config.rtc ?? null,
       nographic: config.nographic,
       nodefaults: config.nodefaults,
       serial: config.serial,

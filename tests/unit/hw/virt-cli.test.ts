@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MainLoop } from '../../../src/engine/main-loop.js';
 import { startVirtFromCli } from '../../../src/engine/hw/virt/virt-cli.js';
 import { MachineConfigError } from '../../../src/engine/hw/virt/machine.js';
+import { DEFAULT_HOST_BASE_SECONDS } from '../../../src/engine/clock.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'virt-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -126,6 +127,26 @@ describe('virt from command-line options', () => {
     session.close();
     expect(session.exitCode).toBe(code);
     expect(readFileSync(serial, 'utf8')).toBe('OK\n');
+  });
+
+  it('-rtc base= moves the guest RTC only; clock=host reads the host through the input gate', () => {
+    const base = { memoryBytes: 64 * 1024 * 1024, bios: 'none', kernel: null, append: null, initrd: null, smp: null, icount: null, nographic: false, nodefaults: true, serial: [], drives: [], onQuit: () => {} };
+    const rtcNs = (m: { as: { load(a: number, s: 4): { value: number } } }) => {
+      const lo = BigInt(m.as.load(0x10_1000, 4).value);
+      return (BigInt(m.as.load(0x10_1004, 4).value) << 32n) | lo;
+    };
+    const loop = new MainLoop();
+    const dated = startVirtFromCli(loop, { ...base, rtc: 'base=2006-06-17T16:01:21' });
+    expect(rtcNs(dated.machine)).toBe(1150560081n * 1_000_000_000n);
+    expect(loop.clocks.hostTime().seconds).toBe(DEFAULT_HOST_BASE_SECONDS); // QMP's clock is untouched
+    const hostLoop = new MainLoop();
+    const reads: string[] = [];
+    hostLoop.gate.observe((i) => reads.push(i.kind));
+    const host = startVirtFromCli(hostLoop, { ...base, rtc: 'base=utc,clock=host' });
+    const seconds = Number(rtcNs(host.machine) / 1_000_000_000n);
+    expect(reads).toContain('host-clock');
+    expect(seconds).toBeGreaterThan(1_700_000_000);
+    expect(() => startVirtFromCli(new MainLoop(), { ...base, rtc: 'base=tomorrow' })).toThrow(MachineConfigError);
   });
 
   it('refuses what it cannot run', () => {

@@ -38,7 +38,11 @@ export class GoldfishRtc {
   constructor(
     private readonly loop: MainLoop,
     readonly path: string,
+    /** `-rtc base=`: where the guest's clock starts, in seconds since the epoch (default: the host clock's base). */
+    baseSeconds?: number,
   ) {
+    // QEMU computes tick_offset once, at realize, from the -rtc base; a reset keeps it.
+    if (baseSeconds !== undefined) this.tickOffset = BigInt(baseSeconds - loop.clocks.hostBaseSeconds) * 1_000_000_000n;
     this.irq = new IrqPin(`${path}/irq`);
     this.alarm = loop.newTimer(ClockType.Host, `${path}:alarm`, () => this.alarmFired());
     this.mmio = {

@@ -91,6 +91,8 @@ export interface VirtMachineConfig {
   /** Input-gate channel UART0 takes input from (default `serial0`). */
   readonly serialChannel?: string;
   readonly cpu?: CpuFactory;
+  /** `-rtc base=`: the goldfish RTC's start, seconds since the epoch (default: the clocks' host base). */
+  readonly rtcBaseSeconds?: number;
 }
 
 /** A device as qtest sees it: a stable path and its IRQ lines. */
@@ -172,7 +174,7 @@ export class VirtMachine {
     as.addMmio('riscv.sifive.test', M.test.base, M.test.size, this.test.mmio, { minAccess: 2, maxAccess: 4 });
     this.devices.push({ path: this.test.path, base: M.test.base, irqIn: [], irqOut: [] });
 
-    this.rtc = new GoldfishRtc(loop, `/machine/soc/rtc@${M.rtc.base.toString(16)}`);
+    this.rtc = new GoldfishRtc(loop, `/machine/soc/rtc@${M.rtc.base.toString(16)}`, config.rtcBaseSeconds);
     as.addMmio('goldfish_rtc', M.rtc.base, M.rtc.size, this.rtc.mmio, { minAccess: 4, maxAccess: 4 });
     this.rtc.irq.connect((level) => this.plic.sources[VIRT_RTC_IRQ]!.set(level));
     this.devices.push({ path: this.rtc.path, base: M.rtc.base, irqIn: [], irqOut: [this.rtc.irq] });

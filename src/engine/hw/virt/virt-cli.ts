@@ -4,7 +4,8 @@ import { openChardev } from '../../host/chardev-open.js';
 import type { MainLoop } from '../../main-loop.js';
 import { type VirtDriveConfig, type VirtMachine, buildVirtMachine } from './machine.js';
 import { riscvCpuFactory } from './riscv-harts.js';
-import { parseIcountShift, parseSmp, resolveBios } from './virt-options.js';
+import { parseIcountShift, parseRtcBase, parseSmp, resolveBios, rtcFollowsHost } from './virt-options.js';
+import { gatedHostClock } from '../../host/wallclock.js';
 
 /**
  * Main-loop tasks per HostLoop slice when a hart runs. Each CPU turn is up to 1 ms of virtual time
@@ -32,6 +33,8 @@ export interface VirtCliOptions {
   readonly virtioModern?: boolean;
   /** Ctrl-A x on a stdio console. */
   readonly onQuit: QuitHandler;
+  /** `-rtc base=...,clock=...` as typed. */
+  readonly rtc?: string | null;
   /** `-accel qtest`: no CPU. */
   readonly noCpu?: boolean;
 }
@@ -54,6 +57,11 @@ export interface VirtSession {
 export function startVirtFromCli(loop: MainLoop, options: VirtCliOptions): VirtSession {
   const serialSpec = options.serial[0] ?? (options.nographic ? 'mon:stdio' : options.nodefaults ? 'null' : 'null');
   const smp = parseSmp(options.smp);
+  const rtc = options.rtc ?? null;
+  const rtcBase = /(^|,)base=\d/.test(rtc ?? '') ? parseRtcBase(rtc) : undefined;
+  parseRtcBase(rtc); // validates every spelling, even the ones that keep the default base
+  // clock=host: the guest's wall clock follows the host's, read through the input gate (recordable).
+  if (rtcFollowsHost(rtc) && rtcBase === undefined) loop.clocks.setHostSource(gatedHostClock(loop.gate));
   const machine = buildVirtMachine(loop, {
     ramSizeBytes: options.memoryBytes,
     bios: resolveBios(options.bios),
@@ -63,6 +71,7 @@ export function startVirtFromCli(loop: MainLoop, options: VirtCliOptions): VirtS
     smp,
     drives: options.drives,
     virtioModern: options.virtioModern,
+    rtcBaseSeconds: rtcBase,
     cpu: options.noCpu === true ? undefined : riscvCpuFactory({ icountShift: parseIcountShift(options.icount) }),
   });
   const serial = serialSpec === 'none' ? new NullChardev('serial0', 'serial0') : openChardev(serialSpec, loop.gate, { id: 'serial0', channel: 'serial0', onQuit: options.onQuit });
