@@ -1,0 +1,86 @@
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const BIN = join(process.cwd(), 'dist/tools/tsqemu-replay.js');
+const built = existsSync(BIN);
+const dir = mkdtempSync(join(tmpdir(), 'rr-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function cli(args: string[], input = '') {
+  const r = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe.skipIf(!built)('tsqemu-replay command line (needs npm run build)', () => {
+  const disk = join(dir, 'disk.img');
+  copyFileSync('fixtures/demo/demo-disk.img', disk);
+  const log = join(dir, 'demo.tsqr');
+  const args = ['-M', 'virt', '-m', '64M', '-bios', 'none', '-kernel', 'fixtures/demo/demo.elf', '-drive', `file=${disk},if=virtio,format=raw`];
+
+  it('demo records the bundled guest, plays it back and verifies it', () => {
+    const r = cli(['demo']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain('virtio-blk sector 0 (status 0): tsqemu demo disk');
+    expect(r.stdout).toContain('timer tick 3');
+    expect(r.stdout).toContain('you typed: hello replay');
+    expect(r.stdout).toMatch(/output: +identical/);
+    expect(r.stdout).toMatch(/digest: +recorded ([0-9a-f]{16}), replayed \1 \(match\)/);
+    expect(r.stdout).toContain('OK: replay verified');
+  });
+
+  it('record takes the console from stdin; play reproduces the output with stdin closed; verify exits 0', () => {
+    const rec = cli(['record', '-o', log, '--events', '--', ...args], 'first line\rquit\r');
+    expect(rec.code, rec.stderr).toBe(0);
+    expect(rec.stdout).toContain('you typed: first line');
+    expect(rec.stderr).toMatch(/recorded .* \d+ inputs/);
+    const play = cli(['play', log]);
+    expect(play.code, play.stderr).toBe(0);
+    expect(play.stdout).toBe(rec.stdout);
+    expect(play.stderr).toMatch(/final digest [0-9a-f]{16} matches/);
+    for (let i = 0; i < 3; i++) expect(cli(['verify', log]).code).toBe(0);
+    const info = cli(['info', log]);
+    expect(info.stdout).toContain('status:       complete');
+    expect(info.stdout).toMatch(/inputs: +\d+ \(chardev \d+\)/);
+    const dump = cli(['dump', log, '--events']);
+    expect(dump.stdout).toContain('input      chardev');
+    expect(dump.stdout).toContain('event      virtio-blk.req');
+    expect(dump.stdout).toContain('checkpoint #0');
+    const html = join(dir, 't.html');
+    expect(cli(['dump', log, '--html', html]).code).toBe(0);
+    expect(readFileSync(html, 'utf8')).toContain('input serial0');
+  });
+
+  it('a changed disk byte: a warning from the header digest, then the divergence at the checkpoint after the read', () => {
+    const original = readFileSync(disk);
+    const changed = Buffer.from(original);
+    changed[5] = changed[5]! ^ 0x20;
+    writeFileSync(disk, changed);
+    try {
+      const r = cli(['verify', log]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('disk-changed');
+      expect(r.stderr).toMatch(/DIVERGENCE \((checkpoint|event)\)/);
+    } finally {
+      writeFileSync(disk, original);
+    }
+  });
+
+  it('bad logs: a typed error with the offset and reason, exit 2; a cut log plays to its last record', () => {
+    const bytes = readFileSync(log);
+    const damaged = Buffer.from(bytes);
+    damaged[200] = damaged[200]! ^ 0xff;
+    writeFileSync(join(dir, 'bad.tsqr'), damaged);
+    const bad = cli(['verify', join(dir, 'bad.tsqr')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/replay log, offset \d+: (checksum|malformed|oversize)/);
+    writeFileSync(join(dir, 'notalog'), 'hello');
+    expect(cli(['info', join(dir, 'notalog')]).stderr).toMatch(/offset \d+: (truncated|bad-magic)/);
+    writeFileSync(join(dir, 'cut.tsqr'), bytes.subarray(0, Math.floor(bytes.length * 0.7)));
+    const cut = cli(['play', join(dir, 'cut.tsqr'), '--serial', 'null']);
+    expect(cut.stderr).toContain('cut short at offset');
+    expect(cut.code, cut.stderr).toBe(0);
+  });
+});
