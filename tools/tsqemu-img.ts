@@ -377,7 +377,7 @@ function cmdConvert(args: string[]): number {
   ]);
   const quiet = has(p, 'q');
   const outFmt = parseFormat(last(p, 'O') ?? 'raw');
-  if (has(p, 'c')) throw new Fail('Compression is not supported by tsqemu-img convert');
+  if (has(p, 'c') && outFmt !== 'qcow2') throw new Fail('Compression not supported for this file format');
   if (p.positional.length < 2) throw new Fail('Must specify image file name');
   if (p.positional.length > 2) throw new Fail('Converting more than one source image is not supported by tsqemu-img');
   const [srcName, dstName] = p.positional as [string, string];
@@ -402,7 +402,7 @@ function cmdConvert(args: string[]): number {
       if (skipCreate && dst.sizeBytes() < size) throw new Fail('output file is smaller than input file');
       const bar = progress(has(p, 'p') && !quiet);
       try {
-        run('convert', convertImage(src, dst, { targetZeroInit: !skipCreate && dst.backing === null, onProgress: (f) => bar.update(f) }));
+        run('convert', convertImage(src, dst, { targetZeroInit: !skipCreate && dst.backing === null, compress: has(p, 'c'), onProgress: (f) => bar.update(f) }));
       } catch (e) {
         if (e instanceof ImageError) throw new Fail(`error while writing at byte 0: ${e.errnoText}`);
         throw e;
@@ -716,7 +716,7 @@ Command syntax:
   check [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] filename
   commit [-q] [-f fmt] [-d] [-p] filename
   compare [-f fmt] [-F fmt] [-p] [-q] [-s] filename1 filename2
-  convert [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-o options] filename output_filename
+  convert [-c] [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-o options] filename output_filename
   create [-q] [-f fmt] [-b backing_file -F backing_fmt] [-u] [-o options] filename [size]
   info [-f fmt] [--output=ofmt] [--backing-chain] filename
   map [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] filename

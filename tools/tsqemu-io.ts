@@ -128,11 +128,16 @@ function cmdWrite(args: string[]): boolean {
   const [offset, count] = offsetAndCount(p, 'write');
   if (has(p, 'z') && has(p, 'P')) throw new CmdError('-z and -P cannot be specified at the same time');
   if (has(p, 'u') && !has(p, 'z')) throw new CmdError('-u requires -z to be specified');
-  if (has(p, 'c')) throw new CmdError('compressed writes are not supported by tsqemu-io');
   const pattern = has(p, 'P') ? parsePattern(last(p, 'P')!) : 0xcd;
+  if (has(p, 'c') || has(p, 'b')) {
+    // qemu-io checks sector alignment itself for compressed (and vmstate) writes.
+    if (offset % 512 !== 0) throw new CmdError(`${offset} is not a sector-aligned value for 'offset'`);
+    if (count % 512 !== 0) throw new CmdError(`${count} is not a sector-aligned value for 'count'`);
+  }
   const t0 = performance.now();
   try {
     if (has(p, 'z')) run(img().writeZeroes(offset, count, has(p, 'u')));
+    else if (has(p, 'c')) run(img().writeCompressed(offset, new Uint8Array(count).fill(pattern)));
     else run(img().write(offset, new Uint8Array(count).fill(pattern)));
   } catch (e) {
     out(`write failed: ${errText(e)}`);

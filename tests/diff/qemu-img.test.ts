@@ -235,6 +235,26 @@ describe.skipIf(!haveQemuImg)('qcow2 and tools against qemu-img / qemu-io (needs
     expect(back.stdout).not.toContain('verification failed');
   });
 
+  it('compressed writes: convert -c and write -c match qemu-img/qemu-io (output, data, map, check)', () => {
+    qemu('qemu-img', 'create', '-f', 'qcow2', 'csrc.qcow2', '4M');
+    qemu('qemu-io', ...ioArgs(script), 'csrc.qcow2');
+    expect(ours('img', 'convert', '-c', '-O', 'qcow2', 'csrc.qcow2', 'c-ours.qcow2').status).toBe(0);
+    expect(qemu('qemu-img', 'convert', '-c', '-O', 'qcow2', 'csrc.qcow2', 'c-qemu.qcow2').status).toBe(0);
+    expect(qemu('qemu-img', 'compare', 'c-ours.qcow2', 'csrc.qcow2').status).toBe(0);
+    const ca = JSON.parse(qemu('qemu-img', 'check', '--output=json', 'c-ours.qcow2').stdout) as Record<string, unknown>;
+    const cb = JSON.parse(qemu('qemu-img', 'check', '--output=json', 'c-qemu.qcow2').stdout) as Record<string, unknown>;
+    expect({ ...ca, filename: '' }).toEqual({ ...cb, filename: '' });
+    qemu('qemu-img', 'create', '-f', 'qcow2', 'cw1.qcow2', '1M');
+    copyFileSync(join(w.dir, 'cw1.qcow2'), join(w.dir, 'cw2.qcow2'));
+    const cmds = ['write -c -P 7 0 64k', 'write -c -P 8 64k 64k', 'write -c 0 64k', 'write -c 1000 64k', 'write -P 9 70k 1k', 'discard 0 64k', 'read -P 8 64k 6k', 'read -P 9 70k 1k'];
+    const a = ours('io', ...ioArgs(cmds), 'cw1.qcow2');
+    const b = qemu('qemu-io', ...ioArgs(cmds), 'cw2.qcow2');
+    expect(filterIo(a.stdout)).toBe(filterIo(b.stdout));
+    expect(qemu('qemu-img', 'compare', 'cw1.qcow2', 'cw2.qcow2').status).toBe(0);
+    expect(JSON.parse(qemu('qemu-img', 'map', '--output=json', 'cw1.qcow2').stdout)).toEqual(JSON.parse(qemu('qemu-img', 'map', '--output=json', 'cw2.qcow2').stdout));
+    expect(qemu('qemu-img', 'check', 'cw1.qcow2').status).toBe(0);
+  });
+
   it('bad input: the tools fail with QEMU-like messages, never a stack trace', () => {
     writeFileSync(join(w.dir, 'junk.qcow2'), Buffer.alloc(1000, 7));
     const r = ours('io', '-f', 'qcow2', ...ioArgs(['read 0 1']), 'junk.qcow2');

@@ -6,6 +6,7 @@ import { createQcow2 } from '../../src/block/qcow2/create.js';
 import { MemoryByteIO } from '../../src/block/qcow2/io.js';
 import { Qcow2Image, type BackingSource } from '../../src/block/qcow2/qcow2.js';
 import { checkQcow2 } from '../../src/block/qcow2/check.js';
+import { ImageError } from '../../src/block/qcow2/errors.js';
 
 // fast-check prints the seed and path of any failure; rerun one with
 //   FC_SEED=<seed> FC_PATH=<path> npx vitest run tests/property/qcow2-model.test.ts
@@ -15,6 +16,7 @@ type Op =
   | { kind: 'write'; offset: number; len: number; fill: number }
   | { kind: 'zero'; offset: number; len: number; unmap: boolean }
   | { kind: 'discard'; offset: number; len: number }
+  | { kind: 'cwrite'; cluster: number; fill: number }
   | { kind: 'reopen' };
 
 const SIZE = 512 * 1024;
@@ -24,6 +26,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('zero' as const), offset: fc.nat(SIZE - 1), len: fc.integer({ min: 1, max: 150_000 }), unmap: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('discard' as const), offset: fc.nat(SIZE - 1), len: fc.integer({ min: 1, max: 200_000 }) }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'reopen' as const }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('cwrite' as const), cluster: fc.nat(1000), fill: fc.integer({ min: 0, max: 255 }) }) },
 );
 
 function run<T>(loop: MainLoop, co: Co<T>): T {
@@ -71,6 +74,19 @@ describe('qcow2 against an in-memory model (property)', () => {
             if (op.kind === 'reopen') {
               run(loop, img.close());
               img = run(loop, Qcow2Image.open(io, { backing }));
+              continue;
+            }
+            if (op.kind === 'cwrite') {
+              // Compressed writes only go to unallocated or zero clusters; elsewhere they fail (EIO).
+              const offset = (op.cluster % (SIZE / clusterSize)) * clusterSize;
+              const data = fillBytes(clusterSize, op.fill, offset);
+              if (op.fill % 3 === 0) data.fill(op.fill, 0, clusterSize / 2); // compressible half
+              try {
+                run(loop, img.writeCompressed(offset, data));
+                model.set(data, offset);
+              } catch (e) {
+                if (!(e instanceof ImageError) || e.errno !== 'EIO') throw e;
+              }
               continue;
             }
             const len = Math.min(op.len, SIZE - op.offset);

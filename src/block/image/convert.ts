@@ -23,6 +23,8 @@ export interface ConvertOptions {
   readonly targetZeroInit: boolean;
   /** Called after each step with the fraction done (0..1). */
   readonly onProgress?: (fraction: number) => void;
+  /** `-c`: data clusters are written compressed (the target must be qcow2). */
+  readonly compress?: boolean;
 }
 
 /** Copies every byte of `src` (through its chain) into `dst`. Returns bytes of data written. */
@@ -40,6 +42,15 @@ export function* convertImage(src: ImageHandle, dst: ImageHandle, opts: ConvertO
       yield* src.read(pos, chunk);
       if (isZero(chunk)) {
         if (!opts.targetZeroInit) yield* dst.writeZeroes(pos, n, true);
+      } else if (opts.compress === true) {
+        // Cluster by cluster: zero clusters stay unallocated, the rest compressed.
+        const cs = dst.qcow2?.cs ?? 65536;
+        for (let at = 0; at < n; at += cs) {
+          const piece = chunk.subarray(at, Math.min(n, at + cs));
+          if (isZero(piece) && opts.targetZeroInit) continue;
+          yield* dst.writeCompressed(pos + at, piece);
+        }
+        written += n;
       } else {
         yield* dst.write(pos, chunk);
         written += n;

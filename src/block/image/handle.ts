@@ -44,6 +44,8 @@ export interface ImageHandle {
   read(offset: number, buf: Uint8Array): Co<void>;
   write(offset: number, data: Uint8Array): Co<void>;
   writeZeroes(offset: number, bytes: number, mayUnmap: boolean): Co<void>;
+  /** Compressed write of whole clusters (qcow2 only; raw fails with ENOTSUP). */
+  writeCompressed(offset: number, data: Uint8Array): Co<void>;
   discard(offset: number, bytes: number): Co<void>;
   flush(): Co<void>;
   truncate(sizeBytes: number, shrink: boolean): Co<void>;
@@ -85,6 +87,9 @@ class RawImage implements ImageHandle {
   }
   *discard(offset: number, bytes: number): Co<void> {
     checkRange(this.size, offset, bytes);
+  }
+  *writeCompressed(): Co<void> {
+    throw new ImageError('ENOTSUP', 'Compression not supported for this file format');
   }
   *flush(): Co<void> {
     yield* this.file.flush();
@@ -128,6 +133,11 @@ class Qcow2Handle implements ImageHandle {
   }
   discard(offset: number, bytes: number): Co<void> {
     return this.qcow2.discard(offset, bytes);
+  }
+  *writeCompressed(offset: number, data: Uint8Array): Co<void> {
+    // Whole clusters at a time, as qcow2 takes them.
+    const cs = this.qcow2.cs;
+    for (let at = 0; at < data.length; at += cs) yield* this.qcow2.writeCompressed(offset + at, data.subarray(at, Math.min(data.length, at + cs)));
   }
   flush(): Co<void> {
     return this.qcow2.flush();

@@ -187,7 +187,7 @@ export const qcow2Driver: BlockDriver = {
   formatName: 'qcow2',
   isFormat: true,
   supportsBacking: true,
-  supportedWriteFlags: 0,
+  supportedWriteFlags: BdrvReq.WRITE_COMPRESSED,
   supportedZeroFlags: BdrvReq.MAY_UNMAP,
 
   *open(bs: BlockDriverState, opts: OptionReader, ctx: OpenContext): Co<void> {
@@ -266,9 +266,10 @@ export const qcow2Driver: BlockDriver = {
     }
   },
 
-  *pwritev(bs: BlockDriverState, offset: number, _bytes: number, buf: Uint8Array): Co<number> {
+  *pwritev(bs: BlockDriverState, offset: number, _bytes: number, buf: Uint8Array, flags: number): Co<number> {
     try {
-      yield* state(bs).img.write(offset, buf);
+      if ((flags & BdrvReq.WRITE_COMPRESSED) !== 0) yield* state(bs).img.writeCompressed(offset, buf);
+      else yield* state(bs).img.write(offset, buf);
       return 0;
     } catch (e) {
       return -errnoOf(e);

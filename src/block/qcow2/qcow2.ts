@@ -11,7 +11,7 @@
 import { assert } from '../../engine/assert.js';
 import type { Co } from '../../engine/coroutine.js';
 import { CoMutex } from '../../engine/sync.js';
-import { inflateCluster } from './compress.js';
+import { deflateCluster, inflateCluster } from './compress.js';
 import { ImageError } from './errors.js';
 import {
   AUTOCLEAR_BITMAPS,
@@ -152,6 +152,10 @@ export class Qcow2Image implements RefcountHost {
       throw new ImageError('EACCES', 'qcow2: Image is corrupt; cannot be opened read/write');
     }
     img.refcounts = yield* Refcounts.load(img, header.clusterBits, header.refcountOrder, header.refcountTableOffset, header.refcountTableClusters, fileLength);
+    img.refcounts.onFreed = (cluster) => {
+      // The cluster compressed data was being packed into is gone: never append into it again.
+      if (img.freeByteOffset !== 0 && Math.floor(img.freeByteOffset / img.cs) === cluster) img.freeByteOffset = 0;
+    };
     img.l1 = new Uint8Array(header.l1Size * 8);
     if (header.l1Size > 0) {
       yield* io.pread(header.l1TableOffset, img.l1);
@@ -538,6 +542,95 @@ export class Qcow2Image implements RefcountHost {
     }
     yield* this.checkedWrite(l2.offset + idx0 * 8, l2.table.slice(idx0 * 8, (idx0 + n) * 8), MetaKind.ActiveL2);
     for (const f of frees) yield* this.refcounts.free(f.offset, f.bytes);
+  }
+
+  /**
+   * A compressed write of one whole cluster (or the last, partial cluster of the disk) into an
+   * unallocated or zero cluster, as qcow2_co_pwritev_compressed; data that does not shrink is
+   * written normally. Each compressed cluster gets clusters of its own (no byte packing).
+   */
+  *writeCompressed(offset: number, data: Uint8Array): Co<void> {
+    this.checkRange(offset, data.length);
+    this.checkWritable();
+    if (offset % this.cs !== 0 || (data.length !== this.cs && offset + data.length !== this.header.sizeBytes)) {
+      throw new ImageError('EINVAL', 'Compressed writes must cover whole clusters');
+    }
+    yield* this.locked(() => this.writeCompressedLocked(offset, data));
+    for (const hook of this.writeHooks) hook(offset, data.length);
+  }
+
+  private *writeCompressedLocked(offset: number, data: Uint8Array): Co<void> {
+    yield* this.markDirty();
+    const vc = offset / this.cs;
+    const l1i = Math.floor(vc / this.l2Entries);
+    const idx = vc % this.l2Entries;
+    const cur = yield* this.entry(vc);
+    const t = this.classify(cur.hi, cur.lo, cur.l2Offset, idx);
+    if (t !== ClusterType.Unallocated && t !== ClusterType.ZeroPlain) throw new ImageError('EIO', 'Compression can\'t overwrite anything');
+    const plain = new Uint8Array(this.cs);
+    plain.set(data);
+    const z = deflateCluster(plain, this.cs);
+    if (z === null) {
+      yield* this.writeLocked(offset, data);
+      return;
+    }
+    const l2 = yield* this.l2ForWrite(l1i);
+    const host = yield* this.allocBytes(z.length);
+    yield* this.checkedWrite(host, z, null);
+    const x = BigInt(62 - (this.clusterBits - 8));
+    // Additional 512-byte sectors the bytes reach into (the field counts from the first sector).
+    const sectors = BigInt(Math.floor((host + z.length - 1) / 512) - Math.floor(host / 512));
+    const entry = (1n << 62n) | (sectors << x) | BigInt(host);
+    const e = new Uint8Array(8);
+    setBe64big(e, 0, entry);
+    l2.table.set(e, idx * 8);
+    yield* this.checkedWrite(l2.offset + idx * 8, e, MetaKind.ActiveL2);
+  }
+
+  /** End of the last compressed cluster's bytes, to pack the next one behind it (0: none). */
+  freeByteOffset = 0;
+  /** References we hold on the cluster containing freeByteOffset (to notice outside changes). */
+  private freeByteRefs = 0;
+
+  /**
+   * qcow2_alloc_bytes: byte-granular space for compressed data, packed behind the previous
+   * compressed cluster when it fits (or the next cluster is free to continue into). Every host
+   * cluster the bytes touch gets one reference.
+   */
+  private *allocBytes(size: number): Co<number> {
+    const cs = this.cs;
+    let off = this.freeByteOffset;
+    if (off !== 0) {
+      // Reuse only what is still exactly ours: a free or other change of that cluster resets it.
+      const rc = yield* this.refcounts.get(Math.floor(off / cs));
+      if (rc !== this.freeByteRefs || rc >= this.refcounts.maxRefcount) off = 0;
+    }
+    let host: number;
+    const room = off === 0 ? 0 : cs - (off % cs);
+    if (off !== 0 && room >= size) {
+      host = off;
+      yield* this.refcounts.update(Math.floor(off / cs), 1, 1);
+      this.freeByteRefs++;
+    } else {
+      const total = Math.ceil(size / cs);
+      const need = off === 0 ? total : Math.ceil((size - room) / cs);
+      let fresh = yield* this.refcounts.alloc(need);
+      if (off !== 0 && fresh === Math.ceil(off / cs) * cs) {
+        host = off;
+        yield* this.refcounts.update(Math.floor(off / cs), 1, 1);
+      } else {
+        if (need < total) {
+          yield* this.refcounts.free(fresh, need * cs);
+          fresh = yield* this.refcounts.alloc(total);
+        }
+        host = fresh;
+      }
+      this.freeByteRefs = 1;
+    }
+    const end = host + size;
+    this.freeByteOffset = end % cs === 0 ? 0 : end;
+    if (Math.floor(end / cs) !== Math.floor(host / cs) && end % cs !== 0) this.freeByteRefs = 1;
+    return host;
   }
 
   /**

@@ -81,6 +81,8 @@ export class Refcounts {
   highWater: number;
   /** No free cluster lies below this index. */
   private freeHint = 0;
+  /** Told about every cluster whose refcount drops to zero (compressed byte packing resets). */
+  onFreed: ((cluster: number) => void) | null = null;
 
   private constructor(
     private readonly host: RefcountHost,
@@ -192,6 +194,7 @@ export class Refcounts {
         const next = f(old, c + k);
         setRefcountAt(b, i0 + k, this.order, next);
         if (next === 0) {
+          if (old !== 0) this.onFreed?.(c + k);
           if (c + k < this.freeHint) this.freeHint = c + k;
           if (old !== 0) this.host.meta.remove((c + k) * this.cs, 1);
         } else if (c + k >= this.highWater) {
