@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createVm } from '../../src/system/vm.js';
-import { caseArb } from '../fuzz/commands.js';
+import { caseArbWith } from '../fuzz/commands.js';
 import { runCase } from '../fuzz/harness.js';
 import type { BenchCase } from './types.js';
 
@@ -46,7 +46,7 @@ function raceFindTimesMs(seeds: number): number[] {
   const dir = mkdtempSync(join(tmpdir(), 'bench-fuzz-'));
   const times: number[] = [];
   try {
-    const property = fc.property(caseArb, (fuzzCase) => {
+    const property = fc.property(caseArbWith(3), (fuzzCase) => {
       runCase(fuzzCase, { dir, legacyStartInPrepare: true, ignore: ['txn-job-starts-only-after-commit', 'aborted-txn-never-starts-jobs'] });
     });
     for (let seed = 1; seed <= seeds; seed++) {

@@ -102,10 +102,15 @@ export interface FuzzCase {
   readonly choices: readonly number[];
 }
 
-export const caseArb: fc.Arbitrary<FuzzCase> = fc.record({
-  commands: fc.array(commandArb, { minLength: 1, maxLength: 10 }),
-  choices: fc.array(fc.nat({ max: 15 }), { maxLength: 24 }),
-});
+/** Cases of up to `maxCommands` commands (short cases find transaction-local races faster). */
+export function caseArbWith(maxCommands: number): fc.Arbitrary<FuzzCase> {
+  return fc.record({
+    commands: fc.array(commandArb, { minLength: 1, maxLength: maxCommands }),
+    choices: fc.array(fc.nat({ max: 15 }), { maxLength: 24 }),
+  });
+}
+
+export const caseArb: fc.Arbitrary<FuzzCase> = caseArbWith(10);
 
 /** The QMP arguments of a transaction action. */
 export function actionToQmp(action: TxnAction): { type: string; data: Record<string, unknown> } {
