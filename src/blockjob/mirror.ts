@@ -9,6 +9,7 @@ import {
   type BlockDriverState,
   type WriteRequestInfo,
   bdrvCoIsAllocated,
+  bdrvCoIsAllocatedAbove,
   bdrvCoPreadv,
   bdrvCoPwritev,
   bdrvDrainedBegin,
@@ -58,6 +59,10 @@ export interface MirrorState {
   readonly onSourceError: OnError;
   readonly onTargetError: OnError;
   readonly lenBytes: number;
+  /** sync=top copies what is allocated above this node (null: in the source alone). */
+  readonly base: BlockDriverState | null;
+  /** Called from clean (active commit puts a read-only base back). */
+  readonly onClean: ((pivoted: boolean) => void) | null;
   /** block-job-complete was given: pivot once in sync. */
   shouldComplete: boolean;
   synced: boolean;
@@ -95,7 +100,8 @@ function* dirtyInit(job: Job<MirrorState>): Co<number> {
   for (let guard = 0; offset < s.lenBytes; guard++) {
     assert(guard < 1 << 26, 'allocation scan does not terminate');
     if (job.isCancelled) return 0;
-    const { ret, pnum } = yield* bdrvCoIsAllocated(s.sourceChild, offset, s.lenBytes - offset);
+    const { ret, pnum } =
+      s.base === null ? yield* bdrvCoIsAllocated(s.sourceChild, offset, s.lenBytes - offset) : yield* bdrvCoIsAllocatedAbove(s.source, s.base, false, offset, s.lenBytes - offset);
     if (ret < 0) return ret;
     if (ret === 1) s.dirty.setRange(offset, pnum);
     offset += pnum;
@@ -167,6 +173,7 @@ export const mirrorDriver: JobDriver<MirrorState> = {
     } finally {
       bdrvDrainedEnd(s.source);
     }
+    s.onClean?.(s.pivoted);
   },
   complete(job) {
     job.state.shouldComplete = true;
@@ -189,8 +196,18 @@ function* activeWrite(s: MirrorState, req: WriteRequestInfo): Co<number> {
   return yield* bdrvCoPwritev(s.targetChild, req.offset, bytes, req.buf.subarray(0, bytes), 0);
 }
 
+/** Active commit: a mirror of the active layer into its base that reports itself as a commit job. */
+export const commitActiveDriver: JobDriver<MirrorState> = { ...mirrorDriver, jobType: 'commit' };
+
+/** How active commit reuses the mirror. */
+export interface MirrorVariant {
+  readonly driver: JobDriver<MirrorState>;
+  readonly base: BlockDriverState | null;
+  readonly onClean: ((pivoted: boolean) => void) | null;
+}
+
 /** mirror_start_job: validation, the dirty bitmap (recording from now), the edges, the job (CREATED). */
-export function mirrorJobCreate(jobs: JobManager, graph: BlockGraph, args: BlockdevMirrorArgs): Job<MirrorState> {
+export function mirrorJobCreate(jobs: JobManager, graph: BlockGraph, args: BlockdevMirrorArgs, variant: MirrorVariant = { driver: mirrorDriver, base: null, onClean: null }): Job<MirrorState> {
   const bs = graph.lookupBs(args.device, args.device);
   const target = graph.lookupBs(args.target, args.target);
   const granularity = args.granularity ?? 0;
@@ -210,7 +227,7 @@ export function mirrorJobCreate(jobs: JobManager, graph: BlockGraph, args: Block
   const gran = granularity !== 0 ? granularity : Math.max(4096, Math.min(65536, clusterSize || 65536));
   const job = createJob<MirrorState>(jobs, {
     id: args['job-id'] ?? args.device,
-    driver: mirrorDriver,
+    driver: variant.driver,
     state: null as unknown as MirrorState,
     speed: args.speed ?? 0,
     autoFinalize: args['auto-finalize'] ?? true,
@@ -237,6 +254,8 @@ export function mirrorJobCreate(jobs: JobManager, graph: BlockGraph, args: Block
       onSourceError: args['on-source-error'] ?? 'report',
       onTargetError: args['on-target-error'] ?? 'report',
       lenBytes: len,
+      base: variant.base,
+      onClean: variant.onClean,
       shouldComplete: false,
       synced: false,
       copying: null,

@@ -103,7 +103,8 @@ export interface TransactionObserver {
   phase(txnSerial: number, action: string, index: number, phase: 'prepare' | 'prepare-failed' | 'commit' | 'abort' | 'clean'): void;
 }
 
-let txnSerial = 0;
+/** Serial numbers count per machine (JobManager): a run's trace must not depend on other VMs in the process. */
+const txnSerials = new WeakMap<object, number>();
 const observers: TransactionObserver[] = [];
 
 export function observeTransactions(observer: TransactionObserver): () => void {
@@ -142,7 +143,8 @@ export function runTransaction(env: TransactionEnv, actions: readonly ActionSpec
       if (!driver.grouped) throw new JobError(`Action '${driver.type}' does not support transaction property completion-mode = ${mode}`);
     }
   }
-  const serial = ++txnSerial;
+  const serial = (txnSerials.get(env.jobs) ?? 0) + 1;
+  txnSerials.set(env.jobs, serial);
   const ctx: ActionContext = { env, jobTxn: mode === 'grouped' ? new JobTxn() : null, poll: () => pollPending(env) };
   const note = (index: number, phase: 'prepare' | 'prepare-failed' | 'commit' | 'abort' | 'clean') => {
     const type = drivers[index]!.type;
