@@ -1,6 +1,8 @@
 import { BlockBackend, devicePerms } from '../block/block-backend.js';
 import { BlkPerm } from '../block/driver.js';
 import { BlockError } from '../block/error.js';
+// -drive format=qcow2: the qcow2 driver registers itself when its module loads.
+import '../block/qcow2/driver.js';
 import type { VirtDriveConfig } from '../engine/hw/virt/machine.js';
 import { MachineConfigError } from '../engine/hw/virt/machine.js';
 import { type VirtSession, VIRT_HOST_SLICE_TASKS, startVirtFromCli } from '../engine/hw/virt/virt-cli.js';
@@ -108,6 +110,7 @@ export function startMachine(vm: Vm, hooks: MachineHooks): MachineSession {
         initrd: config.initrd,
         smp: config.smp,
         icount: config.icount,
+        rtc: config.rtc,
         nographic: config.nographic,
         nodefaults: config.nodefaults,
         serial: config.serial,
