@@ -5,8 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MainLoop } from '../../../src/engine/main-loop.js';
 import { BlockGraph } from '../../../src/block/graph.js';
 import { BlockError } from '../../../src/block/error.js';
-import { bdrvCoPreadv, bdrvCoPwritev, bdrvCoBlockStatus } from '../../../src/block/io.js';
-import { BlockStatus } from '../../../src/block/driver.js';
+import { bdrvCoPreadv, bdrvCoPwritev, bdrvCoBlockStatus, bdrvCoTruncate } from '../../../src/block/io.js';
+import { BdrvReq, BlockStatus } from '../../../src/block/driver.js';
 import { findDriver } from '../../../src/block/registry.js';
 import { qcow2Driver } from '../../../src/block/qcow2/driver.js';
 import { createQcow2 } from '../../../src/block/qcow2/create.js';
@@ -71,6 +71,24 @@ describe('qcow2 BlockDriver', () => {
       return r;
     })());
     expect(check.corruptions + check.leaks).toBe(0);
+  });
+
+  it('compressed writes, truncate, info through the driver', () => {
+    const path = create('misc.qcow2', 1 << 20);
+    const loop = new MainLoop();
+    const { graph, bs } = open(loop, path);
+    const data = new Uint8Array(65536).fill(0x61);
+    expect(runOn(loop, bdrvCoPwritev(bs, 65536, 65536, data, BdrvReq.WRITE_COMPRESSED))).toBe(0);
+    const st = runOn(loop, bdrvCoBlockStatus(bs, true, 65536, 65536));
+    expect(st.ret & (BlockStatus.DATA | BlockStatus.OFFSET_VALID)).toBe(BlockStatus.DATA); // compressed: no host offset
+    expect(runOn(loop, bdrvCoTruncate(bs, 2 << 20, true))).toBe(0);
+    expect(bs.getLength()).toBe(2 << 20);
+    const back = new Uint8Array(65536);
+    expect(runOn(loop, bdrvCoPreadv(bs, 65536, 65536, back))).toBe(0);
+    expect(Buffer.compare(back, data)).toBe(0);
+    expect(bs.drv.getInfo?.(bs)).toEqual({ clusterSize: 65536, isDirty: false });
+    expect(bs.drv.getSpecificInfo?.(bs)).toEqual({ type: 'qcow2', data: { compat: '1.1', 'compression-type': 'zlib', 'lazy-refcounts': false, 'refcount-bits': 16, corrupt: false, 'extended-l2': false } });
+    runOn(loop, graph.coCloseAll());
   });
 
   it('refuses bad images and backing loops with QEMU-like errors', () => {
