@@ -84,6 +84,9 @@ function lineDigest(bytes: Uint8Array, start: number, end: number): string {
   return (h >>> 0).toString(16).padStart(LINE_HEX, '0');
 }
 
+/** RAM compared per memcmp before looking at single pages. */
+const CHUNK_BYTES = 1 << 18;
+
 /** Page size RAM probes report in. */
 export const PAGE_BYTES = 4096;
 
@@ -117,11 +120,16 @@ export class RamPageProbe implements StateProbe {
     const shadow = this.shadow;
     const a = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
     const b = Buffer.from(shadow.buffer, shadow.byteOffset, shadow.length);
-    for (let page = 0; page < bytes.length; page += PAGE_BYTES) {
-      const end = Math.min(bytes.length, page + PAGE_BYTES);
-      if (a.compare(b, page, end, page, end) === 0) continue;
-      out[`page 0x${(this.base + page).toString(16)}`] = pageEntry(bytes, page);
-      shadow.set(bytes.subarray(page, end), page);
+    // Large chunks first (one memcmp each), pages only inside chunks that changed.
+    for (let chunk = 0; chunk < bytes.length; chunk += CHUNK_BYTES) {
+      const chunkEnd = Math.min(bytes.length, chunk + CHUNK_BYTES);
+      if (a.compare(b, chunk, chunkEnd, chunk, chunkEnd) === 0) continue;
+      for (let page = chunk; page < chunkEnd; page += PAGE_BYTES) {
+        const end = Math.min(chunkEnd, page + PAGE_BYTES);
+        if (a.compare(b, page, end, page, end) === 0) continue;
+        out[`page 0x${(this.base + page).toString(16)}`] = pageEntry(bytes, page);
+        shadow.set(bytes.subarray(page, end), page);
+      }
     }
     return out;
   }
