@@ -1,5 +1,7 @@
 import { type Job, startJob } from '../../blockjob/job.js';
 import { type BlockdevMirrorArgs, mirrorJobCreate } from '../../blockjob/mirror.js';
+import { type BlockStreamArgs, streamJobCreate } from '../../blockjob/stream.js';
+import { type BlockCommitArgs, commitJobCreate } from '../../blockjob/commit.js';
 import { QmpError } from '../errors.js';
 import { type CommandDef, defineCommand } from '../command.js';
 import { bool, enumOf, int, str, struct, uint32 } from '../schema.js';
@@ -73,6 +75,37 @@ export function mirrorCommands(): CommandDef[] {
         if (args.sync !== 'full' && args.sync !== 'top' && args.sync !== 'none') throw new QmpError(`Sync mode '${String(args.sync)}' not supported`);
         if (args.replaces !== undefined || args['filter-node-name'] !== undefined) throw new QmpError(`Parameter '${args.replaces !== undefined ? 'replaces' : 'filter-node-name'}' is not supported by tsqemu's mirror`);
         startJob(mirrorJobCreate(env.jobs, env.graph, args) as Job);
+      },
+    }),
+  ];
+}
+
+const onErrorEnum = enumOf('report', 'ignore', 'enospc', 'stop', 'auto');
+
+/** Members QEMU's schema has that tsqemu's jobs do not implement: refused by name, never ignored. */
+function refuseUnsupported(args: Record<string, unknown>, names: readonly string[], command: string): void {
+  for (const name of names) if (args[name] !== undefined) throw new QmpError(`Parameter '${name}' of ${command} is not supported by tsqemu`);
+}
+
+/** block-stream and block-commit: create the job and start it at once, as QEMU does. */
+export function streamCommitCommands(): CommandDef[] {
+  return [
+    defineCommand<BlockStreamArgs & Record<string, unknown>>({
+      name: 'block-stream',
+      args: struct({ 'job-id?': str, device: str, 'base?': str, 'base-node?': str, 'backing-file?': str, 'bottom?': str, 'speed?': int, 'on-error?': onErrorEnum, 'filter-node-name?': str, 'auto-finalize?': bool, 'auto-dismiss?': bool }),
+      run: ({ vm }, args) => {
+        refuseUnsupported(args, ['backing-file', 'bottom', 'filter-node-name'], 'block-stream');
+        const env = blockEnv(vm);
+        startJob(streamJobCreate(env.jobs, env.graph, args) as Job);
+      },
+    }),
+    defineCommand<BlockCommitArgs & Record<string, unknown>>({
+      name: 'block-commit',
+      args: struct({ 'job-id?': str, device: str, 'base-node?': str, 'base?': str, 'top-node?': str, 'top?': str, 'backing-file?': str, 'speed?': int, 'on-error?': onErrorEnum, 'filter-node-name?': str, 'auto-finalize?': bool, 'auto-dismiss?': bool }),
+      run: ({ vm }, args) => {
+        refuseUnsupported(args, ['base', 'top', 'backing-file', 'filter-node-name'], 'block-commit');
+        const env = blockEnv(vm);
+        startJob(commitJobCreate(env.jobs, env.graph, args) as Job);
       },
     }),
   ];
