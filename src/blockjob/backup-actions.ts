@@ -3,6 +3,7 @@ import { bdrvDrain, bdrvDrainedBegin, bdrvDrainedEnd } from '../block/node.js';
 import { type Job, startJob } from './job.js';
 import { type BackupState, type BlockdevBackupArgs, doBackupCommon } from './backup.js';
 import type { ActionContext, ActionDriver, TransactionEnv } from './transaction.js';
+import { type DriveBackupArgs, openDriveBackupTarget } from './drive-backup.js';
 
 interface BackupActionState {
   bs: BlockDriverState | null;
@@ -55,4 +56,39 @@ export const blockdevBackupAction: ActionDriver<BlockdevBackupArgs, BackupAction
   },
 };
 
-export const backupActions: readonly ActionDriver<never, unknown>[] = [blockdevBackupAction as ActionDriver<never, unknown>];
+interface DriveBackupState extends BackupActionState {
+  target: BlockDriverState | null;
+}
+
+/** drive-backup: as blockdev-backup, with the target file opened (or created) in prepare. */
+export const driveBackupAction: ActionDriver<DriveBackupArgs, DriveBackupState> = {
+  type: 'drive-backup',
+  grouped: true,
+  newState: () => ({ bs: null, drained: false, job: null, target: null }),
+  prepare(ctx: ActionContext, data, state) {
+    const graph = ctx.env.graph;
+    const bs = graph.lookupBs(data.device, data.device);
+    state.bs = bs;
+    ctx.poll();
+    if (ctx.env.legacyStartInPrepare === true) {
+      bdrvDrain(bs);
+    } else {
+      bdrvDrainedBegin(bs);
+      state.drained = true;
+    }
+    state.target = openDriveBackupTarget((options) => graph.blockdevAdd(options as never), bs, data);
+    const args = data['job-id'] === undefined ? { ...data, 'job-id': deviceName(ctx.env, bs) } : data;
+    state.job = doBackupCommon(ctx.env.jobs, graph, args, bs, state.target, ctx.jobTxn, true);
+    if (ctx.env.legacyStartInPrepare === true) startJob(state.job as Job);
+  },
+  commit: blockdevBackupAction.commit as (ctx: ActionContext, state: DriveBackupState) => void,
+  abort(ctx, state) {
+    blockdevBackupAction.abort?.(ctx, state);
+    // No job took the target over: the implicit node goes away with the transaction.
+    const target = state.target;
+    if (target !== null && !target.closed && target.parents.length === 0) ctx.env.jobs.loop.runCoroutine('drive-backup-close', ctx.env.graph.coCloseTree(target));
+  },
+  clean: blockdevBackupAction.clean as (ctx: ActionContext, state: DriveBackupState) => void,
+};
+
+export const backupActions: readonly ActionDriver<never, unknown>[] = [blockdevBackupAction as ActionDriver<never, unknown>, driveBackupAction as ActionDriver<never, unknown>];

@@ -72,6 +72,8 @@ export interface BackupState {
   readonly lenBytes: number;
   call: CopyCall | null;
   removeHook: (() => void) | null;
+  /** drive-backup's target: an implicit node closed with the job. */
+  readonly closeTarget: boolean;
   /** copy-before-write failures on guest writes (the write fails with the error). */
   cbwErrors: number;
 }
@@ -169,6 +171,11 @@ export const backupDriver: JobDriver<BackupState> = {
     } finally {
       bdrvDrainedEnd(s.source);
     }
+    if (s.closeTarget && !s.target.closed && s.target.parents.length === 0) {
+      const graph = s.nodes.graph;
+      if (job.loop.current === null) job.loop.runCoroutine('backup-close-target', graph.coCloseTree(s.target));
+      else job.loop.spawn('backup-close-target', graph.coCloseTree(s.target));
+    }
   },
   pause(job) {
     const call = job.state.call;
@@ -208,6 +215,8 @@ export interface BackupJobParams {
   readonly autoFinalize: boolean;
   readonly autoDismiss: boolean;
   readonly txn: JobTxn | null;
+  /** Close the target node when the job ends (drive-backup's implicit target). */
+  readonly closeTarget?: boolean;
 }
 
 /** block_copy_calculate_cluster_size: the target's cluster size, at least 64 KiB. */
@@ -296,6 +305,7 @@ export function backupJobCreate(jobs: JobManager, graph: BlockGraph, bs: BlockDr
       lenBytes: len,
       call: null,
       removeHook: null,
+      closeTarget: p.closeTarget ?? false,
       cbwErrors: 0,
     };
     job.state = state;
@@ -313,7 +323,8 @@ export function backupJobCreate(jobs: JobManager, graph: BlockGraph, bs: BlockDr
  * do_backup_common: the QMP-level checks of a backup (in QEMU's order) and the job creation.
  * `txn` is the grouped transaction's JobTxn, or null.
  */
-export function doBackupCommon(jobs: JobManager, graph: BlockGraph, args: BackupCommonArgs, bs: BlockDriverState, target: BlockDriverState, txn: JobTxn | null): Job<BackupState> {
+export function doBackupCommon(jobs: JobManager, graph: BlockGraph, args: BackupCommonArgs, bs: BlockDriverState, target: BlockDriverState, txn: JobTxn | null, closeTarget = false): Job<BackupState> {
+  if (args['filter-node-name'] !== undefined) throw new BlockError("Parameter 'filter-node-name' is not supported: tsqemu's backup copies before writes without a filter node");
   let sync: BackupSyncMode = args.sync;
   let bitmapMode = args['bitmap-mode'];
   if (sync === 'bitmap' || sync === 'incremental') {
@@ -349,5 +360,6 @@ export function doBackupCommon(jobs: JobManager, graph: BlockGraph, args: Backup
     autoFinalize: args['auto-finalize'] ?? true,
     autoDismiss: args['auto-dismiss'] ?? true,
     txn,
+    closeTarget,
   });
 }

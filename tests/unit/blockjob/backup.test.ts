@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { blockRig, type BlockRig } from './block-helpers.js';
 import { runTransaction } from '../../../src/blockjob/transaction.js';
 import { blockDirtyBitmapAdd } from '../../../src/blockjob/bitmap-actions.js';
@@ -131,5 +132,31 @@ describe('backup', () => {
     expect(rig.eventNames().slice(-4)).toEqual(['aborting', 'BLOCK_JOB_CANCELLED', 'concluded', 'null']);
     rig.graph.blockdevDel('tgt');
     expect(rig.graph.findNode('tgt')).toBeUndefined();
+  });
+});
+
+describe('drive-backup', () => {
+  it('creates a raw target (mode absolute-paths), copies, and closes the implicit target with the job', () => {
+    rig = blockRig();
+    rig.fileNode('src', MiB, pattern);
+    const target = `${rig.dir}/new.raw`;
+    runTransaction(rig.env, [{ type: 'drive-backup', data: { 'device': 'src', 'target': target, 'sync': 'full', 'job-id': 'd' } }]);
+    rig.loop.runUntilIdle();
+    expect(rig.events.filter((e) => e.event.startsWith('BLOCK_JOB_')).map((e) => e.event)).toEqual(['BLOCK_JOB_COMPLETED']);
+    expect(Buffer.compare(rig.fileBytes('src'), new Uint8Array(readFileSync(target)))).toBe(0);
+    expect([...rig.graph.nodes.values()].filter((bs) => bs.filename === target)).toEqual([]);
+  });
+
+  it('opens an existing target (mode existing) and closes it again when the transaction aborts', () => {
+    rig = blockRig();
+    rig.fileNode('src', MiB, pattern);
+    rig.fileNode('old', MiB);
+    const target = `${rig.dir}/old.img`;
+    const usersBefore = [...rig.graph.nodes.values()].filter((bs) => bs.filename === target).length;
+    expect(refusal(() => runTransaction(rig!.env, [{ type: 'drive-backup', data: { 'device': 'src', 'target': target, 'sync': 'full', 'mode': 'existing', 'format': 'raw', 'job-id': 'd2' } }, { type: 'abort', data: {} }]))).toBe('Transaction aborted using Abort action');
+    rig.loop.runUntilIdle();
+    // Only the node the test opened itself still uses the file.
+    expect([...rig.graph.nodes.values()].filter((bs) => bs.filename === target).length).toBe(usersBefore);
+    expect(refusal(() => runTransaction(rig!.env, [{ type: 'blockdev-backup', data: { 'device': 'src', 'target': 'old', 'sync': 'full', 'job-id': 'x', 'filter-node-name': 'f' } }]))).toBe("Parameter 'filter-node-name' is not supported: tsqemu's backup copies before writes without a filter node");
   });
 });
