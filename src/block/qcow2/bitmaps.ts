@@ -235,13 +235,16 @@ export function dirtyCount(b: PersistentBitmap, sizeBytes: number): number {
 export function* attachPersistentBitmaps(img: Qcow2Image): Co<PersistentBitmap[]> {
   const list = yield* loadBitmaps(img);
   if (list.length === 0 || img.readOnly) return list;
+  // A bitmap already "in use" on disk was not stored cleanly: it stays inconsistent (flag kept,
+  // no tracking), as QEMU leaves it for the user to remove.
+  const inconsistent = new Set(list.filter((b) => (b.flags & BME_FLAG_IN_USE) !== 0));
   for (const b of list) b.flags |= BME_FLAG_IN_USE;
   yield* img.withLock(() => storeBitmaps(img, list));
   img.writeHooks.push((offset, bytes) => {
-    for (const b of list) if ((b.flags & BME_FLAG_AUTO) !== 0) markDirty(b, offset, bytes);
+    for (const b of list) if ((b.flags & BME_FLAG_AUTO) !== 0 && !inconsistent.has(b)) markDirty(b, offset, bytes);
   });
   img.closeHooks.push(function* () {
-    for (const b of list) b.flags &= ~BME_FLAG_IN_USE;
+    for (const b of list) if (!inconsistent.has(b)) b.flags &= ~BME_FLAG_IN_USE;
     yield* storeBitmaps(img, list);
   });
   return list;

@@ -140,7 +140,9 @@ function persistentFromNode(bs: BlockDriverState, inUse: boolean, exclude: strin
   for (const b of bs.dirtyBitmaps) {
     if (!b.persistent || b.skipStore || b.name === null || b.name === exclude) continue;
     const s = b.serialize();
-    out.push({ name: b.name, granularity: b.granularity, flags: (b.enabled || b.frozen ? BME_FLAG_AUTO : 0) | (inUse ? BME_FLAG_IN_USE : 0), bits: s.bits, extraData: new Uint8Array(0) });
+    // An inconsistent bitmap keeps its in-use flag: only removing it clears that state.
+    const flags = (b.enabled || b.frozen || (b.inconsistent && !b.disabled) ? BME_FLAG_AUTO : 0) | (inUse || b.inconsistent ? BME_FLAG_IN_USE : 0);
+    out.push({ name: b.name, granularity: b.granularity, flags, bits: s.bits, extraData: new Uint8Array(0) });
   }
   return out;
 }
@@ -174,7 +176,6 @@ function* loadIntoNode(bs: BlockDriverState, img: Qcow2Image): Co<PersistentBitm
     b.inconsistent = (p.flags & BME_FLAG_IN_USE) !== 0;
     b.readonly = img.readOnly;
     b.deserialize(p.bits);
-    if (b.inconsistent) b.skipStore = false;
   }
   if (!img.readOnly && list.length > 0) {
     const marked = list.map((p) => ({ ...p, flags: p.flags | BME_FLAG_IN_USE }));

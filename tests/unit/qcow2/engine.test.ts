@@ -239,6 +239,24 @@ describe('qcow2 engine', () => {
     expect(dirtyCount(back[1]!, ro.sizeBytes)).toBe(0);
   });
 
+  it('a bitmap left in use (unclean shutdown) stays inconsistent: not tracked, flag kept', () => {
+    const io = newImage({ sizeBytes: 4 << 20 });
+    const img = open(io);
+    const stale = newBitmap(img.sizeBytes, 'stale', 65536, true);
+    stale.flags |= 1; // in use
+    run(img.withLock(() => storeBitmaps(img, [stale, newBitmap(img.sizeBytes, 'ok', 65536, true)])));
+    run(img.close());
+    const rw = open(io);
+    run(attachPersistentBitmaps(rw));
+    run(rw.write(0, new Uint8Array(512)));
+    run(rw.close());
+    const back = run(loadBitmaps(open(io, { readOnly: true })));
+    expect(back.map((b) => [b.name, b.flags, dirtyCount(b, 4 << 20)])).toEqual([
+      ['stale', 3, 0],
+      ['ok', 2, 65536],
+    ]);
+  });
+
   it('reads data clusters at host offsets past 2 GiB and 4 GiB (entry bits as unsigned)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsqemu-big-'));
     try {
