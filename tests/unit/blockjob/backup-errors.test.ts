@@ -90,3 +90,41 @@ describe('backup I/O errors (blkdebug)', () => {
     expect(lines(rig).sort()).toEqual(['BLOCK_JOB_COMPLETED ja2', 'BLOCK_JOB_COMPLETED jb2']);
   });
 });
+
+describe('bitmap-mode x outcome (sync=bitmap)', () => {
+  const CLUSTER = 65536;
+  // Dirty clusters 0, 2, 4, 6 (separate copy tasks); with `fail` a read of cluster 2 fails.
+  const run = (mode: 'on-success' | 'always' | 'never', fail: boolean): number[] => {
+    rig = blockRig();
+    const path = join(rig.dir, 'src.img');
+    writeFileSync(path, new Uint8Array(MiB));
+    const rules = fail ? [{ event: 'pwritev', iotype: 'read', errno: 5, sector: (2 * CLUSTER) / 512 }] : [];
+    const bs = rig.graph.blockdevAdd({ 'driver': 'raw', 'node-name': 'src', 'file': { 'driver': 'blkdebug', 'image': { driver: 'file', filename: path }, 'inject-error': rules } });
+    rig.fileNode('tgt', MiB);
+    const blk = rig.backend(bs, 'drive0');
+    runTransaction(rig.env, [{ type: 'block-dirty-bitmap-add', data: { node: 'src', name: 'b', granularity: CLUSTER } }]);
+    for (const c of [0, 2, 4, 6]) rig.write(blk, c * CLUSTER, new Uint8Array(CLUSTER).fill(c + 1));
+    runTransaction(rig.env, [{ type: 'blockdev-backup', data: { 'device': 'src', 'target': 'tgt', 'sync': 'bitmap', 'bitmap': 'b', 'bitmap-mode': mode, 'job-id': 'j', 'x-perf': { 'max-workers': 1 } } }]);
+    rig.loop.runUntilIdle();
+    const done = rig.events.find((e) => e.event === 'BLOCK_JOB_COMPLETED')!.data as { error?: string };
+    expect(done.error).toBe(fail ? 'Input/output error' : undefined);
+    const bitmap = bs.findDirtyBitmap('b')!;
+    expect(bitmap.busy).toBe(false);
+    const dirty = [0, 1, 2, 3, 4, 5, 6, 7].filter((c) => bitmap.get(c * CLUSTER));
+    rig.cleanup();
+    rig = null;
+    return dirty;
+  };
+
+  it('success: on-success and always clear the bitmap, never keeps it', () => {
+    expect(run('on-success', false)).toEqual([]);
+    expect(run('always', false)).toEqual([]);
+    expect(run('never', false)).toEqual([0, 2, 4, 6]);
+  });
+
+  it('failure: on-success and never merge everything back, always keeps only what was not copied', () => {
+    expect(run('on-success', true)).toEqual([0, 2, 4, 6]);
+    expect(run('never', true)).toEqual([0, 2, 4, 6]);
+    expect(run('always', true)).toEqual([2, 4, 6]);
+  });
+});
