@@ -72,8 +72,8 @@ export class QtestClient {
   }
 
   /** Connects to a server listening on a unix socket or `tcp:HOST:PORT`. */
-  static async connect(address: string): Promise<QtestClient> {
-    return new QtestClient(await connectQtestSocket(address));
+  static async connect(address: string, options: { replyTimeoutMs?: number } = {}): Promise<QtestClient> {
+    return new QtestClient(await connectQtestSocket(address, options));
   }
 
   /** A client talking to `server` in this process through the loop's input gate (no sockets). */
@@ -106,8 +106,10 @@ export class QtestClient {
       return;
     }
     const waiter = this.waiters.shift();
-    if (waiter !== undefined) waiter.resolve(line);
-    else if (this.lines.length < MAX_BUFFERED_LINES) this.lines.push(line);
+    if (waiter !== undefined) {
+      if (this.waiters.length === 0) this.transport.waiting?.(false);
+      waiter.resolve(line);
+    } else if (this.lines.length < MAX_BUFFERED_LINES) this.lines.push(line);
   }
 
   private closed(reason: string): void {
@@ -122,7 +124,10 @@ export class QtestClient {
       const ready = this.lines.shift();
       if (ready !== undefined) resolve(ready);
       else if (this.closedReason !== null) reject(new QtestClosedError(`qtest connection closed: ${this.closedReason}`));
-      else this.waiters.push({ resolve, reject });
+      else {
+        this.waiters.push({ resolve, reject });
+        this.transport.waiting?.(true);
+      }
     });
     if (this.closedReason === null) this.transport.send(line);
     return promise;

@@ -86,6 +86,27 @@ async function unixSocket(): Promise<BenchResult[]> {
   }
 }
 
+async function tsqemuChild(): Promise<BenchResult[]> {
+  if (!existsSync(join(repoRoot(), 'dist', 'tools', 'tsqemu.js'))) return [];
+  const client = await openQtestTarget({ kind: 'tsqemu', args: ['-M', 'virt', '-accel', 'qtest', '-display', 'none', '-nodefaults'] });
+  let value: number;
+  try {
+    value = await commandsPerSecond(client);
+  } finally {
+    await client.quit();
+  }
+  const qemu = await qemuRate();
+  return [
+    {
+      name: 'qtest readl round trips, tsqemu child (unix socket)',
+      value,
+      unit: 'cmd/s',
+      ...(qemu !== undefined ? { qemu, ratio: value / qemu } : {}),
+      note: 'libqtest setup: the emulator is a separate process connected to our socket',
+    },
+  ];
+}
+
 async function deviceSuite(): Promise<BenchResult[]> {
   const scriptsDir = join(repoRoot(), 'tests', 'qtest', 'scripts');
   if (!existsSync(scriptsDir)) return [];
@@ -131,5 +152,6 @@ async function deviceSuite(): Promise<BenchResult[]> {
 export const benchCases: BenchCase[] = [
   { name: 'qtest in-process', group: 'qtest', run: inProcess },
   { name: 'qtest unix socket', group: 'qtest', run: unixSocket },
+  { name: 'qtest tsqemu child', group: 'qtest', run: tsqemuChild },
   { name: 'qtest device suite', group: 'qtest', run: deviceSuite },
 ];

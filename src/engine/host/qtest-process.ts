@@ -24,8 +24,13 @@ export interface QtestLineTransport {
   onClose: ((reason: string) => void) | null;
   readonly qmp?: QmpChannel | undefined;
   send(line: string): void;
+  /** The client waits for a reply (true) or not (false): a transport may watch for a silent peer. */
+  waiting?(waiting: boolean): void;
   close(): Promise<void>;
 }
+
+/** How long a spawned or connected emulator may stay silent while a reply is awaited. */
+export const DEFAULT_REPLY_TIMEOUT_MS = 60_000;
 
 export interface QtestProcessOptions {
   /** Program to run; default `node <repo>/dist/tools/tsqemu.js` (env TSQEMU_BIN overrides). */
@@ -163,14 +168,16 @@ export async function spawnQtestProcess(args: readonly string[], options: QtestP
 }
 
 /** Connects to a qtest server: `unix:PATH`, a bare path, or `tcp:HOST:PORT`. */
-export async function connectQtestSocket(address: string): Promise<QtestLineTransport> {
+export async function connectQtestSocket(address: string, options: { replyTimeoutMs?: number } = {}): Promise<QtestLineTransport> {
   const socket = await new Promise<Socket>((resolvePromise, reject) => {
     const tcp = /^tcp:([^:]*):(\d+)$/.exec(address);
     const s = tcp !== null ? createConnection({ host: tcp[1] === '' ? 'localhost' : tcp[1], port: Number(tcp[2]) }) : createConnection({ path: address.replace(/^unix:/, '') });
     s.once('connect', () => resolvePromise(s));
     s.once('error', reject);
   });
-  return new SocketTransport(socket, undefined, null, () => {}, () => '');
+  const transport = new SocketTransport(socket, undefined, null, () => {}, () => '');
+  if (options.replyTimeoutMs !== undefined) transport.replyTimeoutMs = options.replyTimeoutMs;
+  return transport;
 }
 
 /** A transport over an already connected socket (e.g. one an emulator connected to). */
@@ -182,6 +189,9 @@ class SocketTransport implements QtestLineTransport {
   onData: ((text: string) => void) | null = null;
   onClose: ((reason: string) => void) | null = null;
   private ended = false;
+  private watchdog: NodeJS.Timeout | null = null;
+  private awaiting = false;
+  replyTimeoutMs = DEFAULT_REPLY_TIMEOUT_MS;
 
   constructor(
     private readonly socket: Socket,
@@ -191,13 +201,34 @@ class SocketTransport implements QtestLineTransport {
     private readonly stderrTail: () => string,
   ) {
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData?.(chunk.toString('latin1')));
+    socket.on('data', (chunk: Buffer) => {
+      if (this.awaiting) this.arm();
+      this.onData?.(chunk.toString('latin1'));
+    });
     socket.on('close', () => this.finish('the emulator closed the qtest socket'));
     socket.on('error', (e) => this.finish(`socket error: ${e.message}`));
     child?.on('exit', (code, signal) => this.finish(`the emulator exited (${signal ?? `code ${code}`})`));
   }
 
+  /** (Re)starts the silence watchdog: a hung emulator fails the command instead of hanging the test. */
+  private arm(): void {
+    if (this.watchdog !== null) clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(() => this.finish(`no reply from the emulator within ${this.replyTimeoutMs} ms`), this.replyTimeoutMs);
+  }
+
+  waiting(waiting: boolean): void {
+    this.awaiting = waiting;
+    if (waiting) {
+      if (this.watchdog === null) this.arm();
+    } else if (this.watchdog !== null) {
+      clearTimeout(this.watchdog);
+      this.watchdog = null;
+    }
+  }
+
   private finish(reason: string): void {
+    if (this.watchdog !== null) clearTimeout(this.watchdog);
+    this.watchdog = null;
     if (this.ended) return;
     this.ended = true;
     this.onClose?.(`${reason}${this.stderrTail()}`);
@@ -213,6 +244,7 @@ class SocketTransport implements QtestLineTransport {
       await this.qmp.execute('quit').catch(() => undefined);
     }
     this.ended = true;
+    this.waiting(false);
     this.socket.end();
     this.qmp?.close();
     if (child !== null && child.exitCode === null && child.signalCode === null) {

@@ -7,7 +7,7 @@ import { QtestChardevError, parseQtestChardev } from '../../../src/engine/host/q
 import { socketTransport } from '../../../src/engine/host/qtest-process.js';
 import { HostLoop } from '../../../src/engine/host/host-loop.js';
 import { MainLoop } from '../../../src/engine/main-loop.js';
-import { QtestClient } from '../../../src/qtest/client.js';
+import { QtestClient, QtestClosedError } from '../../../src/qtest/client.js';
 import { startVirtQtest } from '../../../src/qtest/setup.js';
 import { buildVirtMachine } from '../../../src/engine/hw/virt/machine.js';
 
@@ -103,6 +103,17 @@ describe('qtest chardev client mode and errors', () => {
     const session = startVirtQtest(buildVirtMachine(loop), { chardev: `unix:${join(dir, 'nobody.sock')}`, accelQtest: true });
     await expect(session.chardev.connected).rejects.toThrow(/cannot connect to .*nobody\.sock/);
     session.close();
+  });
+
+  it('a silent emulator fails the command after the reply timeout instead of hanging', async () => {
+    const path = join(dir, 'silent.sock');
+    const listener = createServer(() => {});
+    await new Promise<void>((r) => listener.listen(path, r));
+    const qt = await QtestClient.connect(`unix:${path}`, { replyTimeoutMs: 100 });
+    await expect(qt.raw('readl 0x80000000')).rejects.toThrow('no reply from the emulator within 100 ms');
+    await expect(qt.raw('endianness')).rejects.toThrow(QtestClosedError);
+    await qt.quit();
+    listener.close();
   });
 
   it('parses QEMU chardev spellings', () => {
