@@ -105,17 +105,27 @@ async function record(out: string, args: readonly string[], events: boolean, che
 }
 
 function loadLog(path: string): ParsedLog {
-  return parseLog(readReplayFile(path));
+  let bytes: Uint8Array;
+  try {
+    bytes = readReplayFile(path);
+  } catch (error) {
+    throw new CliError(`cannot read ${path}: ${(error as Error).message}`);
+  }
+  return parseLog(bytes);
 }
 
 export interface PlayOutcome {
   readonly result: PlayResult;
   readonly output: string;
   readonly warnings: readonly string[];
+  readonly until?: number;
 }
 
 /** Plays a log on a freshly built board; `echo` receives the guest's UART output as it happens. */
 export async function playLog(log: ParsedLog, options: { until?: number; echo?: (bytes: Uint8Array) => void }): Promise<PlayOutcome> {
+  if (log.header.machine !== 'virt') {
+    throw new CliError(`this log was recorded by 'tsqemu ... -icount rr=record' (machine ${log.header.machine}); play it with the same command line and rr=replay,rrfile=FILE`);
+  }
   const spec = specFromArgs(log.header.commandLine);
   const capture = new ConsoleCapture();
   if (options.echo !== undefined) capture.tee = options.echo;
@@ -125,7 +135,7 @@ export async function playLog(log: ParsedLog, options: { until?: number; echo?: 
     const player = new Player(run, log, { until: options.until });
     for (;;) {
       const result = player.advance(5000);
-      if (result !== null) return { result, output: capture.text, warnings };
+      if (result !== null) return { result, output: capture.text, warnings, until: options.until };
       // Let signals and output through between slices.
       await new Promise((resolve) => setImmediate(resolve));
     }
@@ -136,7 +146,7 @@ export async function playLog(log: ParsedLog, options: { until?: number; echo?: 
 
 function summary(outcome: PlayOutcome, log: ParsedLog): string {
   const r = outcome.result;
-  const match = r.recordedTrace === null ? 'no end record (log cut short)' : r.finalTrace === r.recordedTrace ? `final digest ${r.finalTrace} matches` : `final digest ${r.finalTrace} differs from ${r.recordedTrace}`;
+  const match = outcome.until !== undefined ? `stopped at --until ${outcome.until}, digest ${r.finalTrace}` : r.recordedTrace === null ? 'no end record (log cut short)' : r.finalTrace === r.recordedTrace ? `final digest ${r.finalTrace} matches` : `final digest ${r.finalTrace} differs from ${r.recordedTrace}`;
   return `${r.point.icount} instructions, ${r.inputs} inputs, ${r.checkpoints} checkpoints, ${r.events} events checked, ${log.sizeBytes} log bytes; ${match}`;
 }
 

@@ -14,6 +14,9 @@ import { MACHINE_TYPES, type Vm, createVm } from '../src/system/vm.js';
 import type { VmConfig } from '../src/system/vm-config.js';
 import { QtestChardevError } from '../src/engine/host/qtest-chardev.js';
 import { type QtestSession, startVirtQtest } from '../src/qtest/setup.js';
+import { ReplayLogError } from '../src/replay/log-format.js';
+import { formatDivergence } from '../src/replay/player.js';
+import { ReplayOptionError, type RrSession, parseRrOption, playToEnd, startRecordReplay } from '../src/replay/rr-option.js';
 
 const PROG = 'tsqemu';
 const VERSION = 'tsqemu version 0.1.0 (QEMU 7.2.0 compatible), Copyright (c) the tsqemu authors';
@@ -141,6 +144,18 @@ async function main(argv: readonly string[]): Promise<number> {
     throw error;
   }
   const host = new HostLoop(vm.loop, machine.hostSliceTasks);
+  // -icount ...,rr=record|replay,rrfile=F: installed before any input can cross the gate (src/replay).
+  let rr: RrSession | null = null;
+  try {
+    const rrOption = parseRrOption(config.icount);
+    const driveFiles = config.drives.filter((d) => typeof d['file'] === 'string').map((d, i) => ({ name: String(d['id'] ?? `drive${i}`), path: String(d['file']) }));
+    if (rrOption !== null) rr = startRecordReplay(rrOption, vm.loop, machine.virt?.machine ?? null, argv, config.seed, driveFiles);
+  } catch (error) {
+    if (error instanceof ReplayOptionError || error instanceof ReplayLogError) fail(error.message);
+    throw error;
+  }
+  for (const warning of rr?.warnings ?? []) process.stderr.write(`${PROG}: warning: ${warning}\n`);
+  let replayDiverged = false;
   let stdioClosed = false;
   const servers = await startMonitors(vm, config, () => {
     stdioClosed = true;
@@ -168,13 +183,23 @@ async function main(argv: readonly string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   // -qtest stdio: nothing more can come once stdin ends (a fuzzer reproducer fed with <).
-  await host.run(() => vm.quitRequested || signalled || quitKey || machine.exitCode !== null || (stdioOnly && stdioClosed && vm.monitors.every((m) => m.sessions.size === 0 && !m.pending)) || (qtest?.stdio === true && qtestClosed && !vm.loop.gate.hasPending));
+  if (rr?.player) {
+    const result = await playToEnd(rr.player, () => new Promise<void>((resolve) => setImmediate(resolve)));
+    if (result.divergence !== null) {
+      process.stderr.write(formatDivergence(result.divergence) + '\n');
+      replayDiverged = true;
+    }
+  } else {
+    await host.run(() => vm.quitRequested || signalled || quitKey || machine.exitCode !== null || (stdioOnly && stdioClosed && vm.monitors.every((m) => m.sessions.size === 0 && !m.pending)) || (qtest?.stdio === true && qtestClosed && !vm.loop.gate.hasPending));
+  }
+  rr?.finish(machine.exitCode !== null ? 'guest poweroff' : 'quit');
   qtest?.close();
   endTrace();
   machine.close();
   for (const server of servers) server.close();
   // Let the last replies (quit's) reach the clients before the process ends.
   await new Promise<void>((resolve) => setImmediate(resolve));
+  if (replayDiverged) return 1;
   return guestExit ?? machine.exitCode ?? 0;
 }
 

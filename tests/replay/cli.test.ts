@@ -83,4 +83,21 @@ describe.skipIf(!built)('tsqemu-replay command line (needs npm run build)', () =
     expect(cut.stderr).toContain('cut short at offset');
     expect(cut.code, cut.stderr).toBe(0);
   });
+
+  it('tsqemu -icount shift=0,rr=record,rrfile=F then rr=replay: same console output with stdin closed', () => {
+    const tsqemu = join(process.cwd(), 'dist/tools/tsqemu.js');
+    const rrLog = join(dir, 'rr.tsqr');
+    const base = ['-M', 'virt', '-m', '64M', '-bios', 'none', '-kernel', 'fixtures/demo/demo.elf', '-drive', `file=${disk},if=none,id=hd0,format=raw`, '-device', 'virtio-blk-device,drive=hd0', '-nographic'];
+    const run = (extra: string, input: string) => spawnSync(process.execPath, [tsqemu, ...base, '-icount', extra], { input, encoding: 'utf8', timeout: 60_000 });
+    const rec = run(`shift=0,rr=record,rrfile=${rrLog}`, 'typed in tsqemu\rquit\r');
+    expect(rec.status, rec.stderr).toBe(0);
+    expect(rec.stdout).toContain('you typed: typed in tsqemu');
+    const play = run(`shift=0,rr=replay,rrfile=${rrLog}`, '');
+    expect(play.status, play.stderr).toBe(0);
+    expect(play.stdout).toBe(rec.stdout);
+    expect(cli(['info', rrLog]).stdout).toContain('machine:      tsqemu-virt');
+    const noFile = run('shift=0,rr=replay', '');
+    expect(noFile.status).toBe(1);
+    expect(noFile.stderr).toContain('rr=replay needs rrfile=FILE');
+  });
 });
