@@ -46,15 +46,13 @@ function err(s: string): void {
   for (const line of s.split('\n')) process.stderr.write(`${PROG}: ${line}\n`);
 }
 
-function fmtOpt(p: Parsed, key = 'f'): ImageFormat | null {
-  const f = last(p, key);
-  if (f === undefined) return null;
-  return parseFormat(f);
+function fmtOpt(p: Parsed, key = 'f'): string | null {
+  return last(p, key) ?? null;
 }
 
-function openTop(filename: string, opts: { format: ImageFormat | null; readOnly: boolean; noBacking?: boolean; forCheck?: boolean; bitmaps?: boolean; unsafeCache?: boolean }): ImageHandle {
+function openTop(filename: string, opts: { format: string | null; readOnly: boolean; noBacking?: boolean; forCheck?: boolean; bitmaps?: boolean; unsafeCache?: boolean }): ImageHandle {
   try {
-    return run('open', openImage(filename, { format: opts.format, readOnly: opts.readOnly, noBacking: opts.noBacking ?? false, forCheck: opts.forCheck ?? false, bitmaps: opts.bitmaps ?? true, unsafeCache: opts.unsafeCache ?? false, onMessage: (l) => process.stderr.write(l + '\n') }));
+    return run('open', openImage(filename, { format: opts.format === null ? null : parseFormat(opts.format), readOnly: opts.readOnly, noBacking: opts.noBacking ?? false, forCheck: opts.forCheck ?? false, bitmaps: opts.bitmaps ?? true, unsafeCache: opts.unsafeCache ?? false, onMessage: (l) => process.stderr.write(l + '\n') }));
   } catch (e) {
     if (e instanceof ImageError) throw new Fail(`Could not open '${filename}': ${e.message}`);
     throw e;
@@ -97,6 +95,12 @@ function parseBool(key: string, v: string): boolean {
 }
 
 const QCOW2_CREATE_KEYS = ['size', 'compat', 'backing_file', 'backing_fmt', 'cluster_size', 'lazy_refcounts', 'refcount_bits', 'preallocation', 'extended_l2', 'compression_type'];
+
+/** A format to create: "Unknown file format 'x'" (with the file name for create), as qemu-img. */
+function targetFormat(name: string, filename: string | null): ImageFormat {
+  if (name === 'qcow2' || name === 'raw') return name;
+  throw new Fail(`${filename === null ? '' : `${filename}: `}Unknown file format '${name}'`);
+}
 
 // ---- create -------------------------------------------------------------------------------------
 
@@ -167,10 +171,10 @@ function createImageFile(filename: string, fmt: ImageFormat, size: number, o: Ma
 function cmdCreate(args: string[]): number {
   const p = getopt(args, 'F:b:f:o:quh', [{ name: 'help', hasArg: false, key: 'h' }, { name: 'object', hasArg: true }]);
   const quiet = has(p, 'q');
-  const fmt = fmtOpt(p) ?? 'raw';
   const o = parseOptions((p.opts.get('o') ?? []).join(','));
   const [filename, sizeText, ...extra] = p.positional;
   if (filename === undefined) throw new Fail('Expecting image file name');
+  const fmt = targetFormat(last(p, 'f') ?? 'raw', filename);
   if (extra.length > 0) throw new Fail(`Unexpected argument: ${extra[0]}`);
   let backing = last(p, 'b') ?? o.get('backing_file') ?? null;
   const backingFmt = last(p, 'F') ?? o.get('backing_fmt') ?? null;
@@ -235,7 +239,7 @@ function cmdInfo(args: string[]): number {
   const infos: { [k: string]: unknown }[] = [];
   const seen = new Set<string>();
   let path: string | null = filename;
-  let fmt: ImageFormat | null = fmtOpt(p);
+  let fmt: string | null = fmtOpt(p);
   for (let depth = 0; path !== null && depth < 256; depth++) {
     if (seen.has(path)) throw new Fail(`Backing file '${path}' creates an infinite loop.`);
     seen.add(path);
@@ -246,7 +250,7 @@ function cmdInfo(args: string[]): number {
       if (!chain || q === null || q.header.backingFile === null) path = null;
       else {
         path = resolveBackingPath(path, q.header.backingFile);
-        fmt = q.header.backingFormat === null ? null : parseFormat(q.header.backingFormat);
+        fmt = q.header.backingFormat;
       }
     } finally {
       closeTop(h);
@@ -276,7 +280,7 @@ function cmdCheck(args: string[]): number {
   const output = last(p, 'output') ?? 'human';
   if (output !== 'human' && output !== 'json') throw new Fail(`--output must be used with human or json as argument.`);
   const r = last(p, 'r');
-  if (r !== undefined && r !== 'leaks' && r !== 'all') throw new Fail(`Unknown option value for -r (expecting 'leaks' or 'all'): ${r}`);
+  if (r !== undefined && r !== 'leaks' && r !== 'all') throw new Fail(`Unknown option value for -r (expecting 'leaks' or 'all'): ${r}`, 1, `Try '${PROG} --help' for more information\n`);
   const fix = { leaks: r !== undefined, errors: r === 'all' };
   const quiet = has(p, 'q');
   const filename = p.positional[0];
@@ -376,7 +380,7 @@ function cmdConvert(args: string[]): number {
     { name: 'force-share', hasArg: false, key: 'U' },
   ]);
   const quiet = has(p, 'q');
-  const outFmt = parseFormat(last(p, 'O') ?? 'raw');
+  const outFmt = targetFormat(last(p, 'O') ?? 'raw', null);
   if (has(p, 'c') && outFmt !== 'qcow2') throw new Fail('Compression not supported for this file format');
   if (p.positional.length < 2) throw new Fail('Must specify image file name');
   if (p.positional.length > 2) throw new Fail('Converting more than one source image is not supported by tsqemu-img');
@@ -493,7 +497,13 @@ function cmdResize(args: string[]): number {
     if (v === null) throw new Fail('Invalid image size specified. You may use k, M, G, T, P or E suffixes for\nkilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.');
     const target = sizeText.startsWith('+') ? cur + v : sizeText.startsWith('-') ? cur - v : v;
     if (target < 0) throw new Fail('New image size must be positive');
-    if (target < cur && !has(p, 'shrink')) throw new Fail('Use the --shrink option to perform a shrink operation.');
+    if (target < cur && !has(p, 'shrink')) {
+      throw new Fail(
+        'Use the --shrink option to perform a shrink operation.',
+        1,
+        `${PROG}: warning: Shrinking an image will delete all data beyond the shrunken image's end. Before performing such an operation, make sure there is no important data there.\n`,
+      );
+    }
     try {
       run('resize', h.truncate(target, true));
     } catch (e) {
@@ -667,7 +677,7 @@ function cmdCommit(args: string[]): number {
     const q = top.qcow2;
     if (q === null || q.header.backingFile === null) throw new Fail(`Image does not have a backing file`);
     const basePath = resolveBackingPath(filename, q.header.backingFile);
-    const baseFmt = q.header.backingFormat === null ? null : parseFormat(q.header.backingFormat);
+    const baseFmt = q.header.backingFormat;
     const base = openTop(basePath, { format: baseFmt, readOnly: false, bitmaps: true });
     try {
       const bar = progress(has(p, 'p') && !has(p, 'q'));
