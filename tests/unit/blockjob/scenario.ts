@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { externalPolicy } from '../../../src/engine/policy.js';
 import { AssertionError } from '../../../src/engine/assert.js';
@@ -27,6 +27,8 @@ export type ScenarioAction =
 export type ScenarioCommand =
   | { cmd: 'write'; cluster: number; offset: number; bytes: number; value: number }
   | { cmd: 'step'; ns: number }
+  /** A guest flush: arms a one-shot EIO on the next read of the source (blkdebug, as iotests do). */
+  | { cmd: 'flush' }
   /** Injects write errors on a target (EPERM: the node turns read-only) or lifts them. */
   | { cmd: 'fail-target'; target: number; failing: boolean }
   | { cmd: 'txn'; actions: ScenarioAction[]; grouped: boolean }
@@ -42,6 +44,7 @@ export const actionArb: fc.Arbitrary<ScenarioAction> = fc.oneof(
 export const commandArb: fc.Arbitrary<ScenarioCommand> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ cmd: fc.constant('write' as const), cluster: fc.integer({ min: 0, max: CLUSTERS - 1 }), offset: fc.integer({ min: 0, max: CLUSTER - 1 }), bytes: fc.integer({ min: 1, max: 8192 }), value: fc.integer({ min: 1, max: 255 }) }) },
   { weight: 2, arbitrary: fc.record({ cmd: fc.constant('step' as const), ns: fc.constantFrom(0, 1_000_000, 100_000_000, 2_000_000_000) }) },
+  { weight: 1, arbitrary: fc.constant({ cmd: 'flush' as const }) },
   { weight: 1, arbitrary: fc.record({ cmd: fc.constant('fail-target' as const), target: fc.integer({ min: 0, max: TARGETS - 1 }), failing: fc.boolean() }) },
   { weight: 3, arbitrary: fc.record({ cmd: fc.constant('txn' as const), actions: fc.array(actionArb, { minLength: 1, maxLength: 3 }), grouped: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ cmd: fc.constant('verb' as const), job: fc.integer({ min: 0, max: 5 }), verb: fc.constantFrom('cancel' as const, 'pause' as const, 'resume' as const, 'complete' as const, 'finalize' as const, 'dismiss' as const, 'set-speed' as const) }) },
@@ -98,7 +101,15 @@ export function runScenario(commands: readonly ScenarioCommand[], options: Scena
 }
 
 function runWithRig(rig: BlockRig, commands: readonly ScenarioCommand[]): void {
-  const src = rig.fileNode('src', SIZE, (i) => (i * 7 + 3) & 0xff);
+  // The source is raw over blkdebug: a flush arms a one-shot read error (source-side I/O errors).
+  const srcData = new Uint8Array(SIZE);
+  for (let i = 0; i < SIZE; i++) srcData[i] = (i * 7 + 3) & 0xff;
+  writeFileSync(join(rig.dir, 'src.img'), srcData);
+  const src = rig.graph.blockdevAdd({
+    'driver': 'raw',
+    'node-name': 'src',
+    'file': { 'driver': 'blkdebug', 'image': { driver: 'file', filename: join(rig.dir, 'src.img') }, 'inject-error': [{ event: 'flush_to_disk', iotype: 'read', errno: 5, once: true }] },
+  });
   for (let t = 0; t < TARGETS; t++) rig.fileNode(`t${t}`, SIZE);
   const blk: BlockBackend = rig.backend(src, 'drive0');
   blockDirtyBitmapAdd(rig.env, { node: 'src', name: 'b0', granularity: CLUSTER });
@@ -148,6 +159,9 @@ function runWithRig(rig: BlockRig, commands: readonly ScenarioCommand[]): void {
       }
       case 'step':
         rig.loop.step(command.ns);
+        break;
+      case 'flush':
+        rig.loop.runCoroutine('guest-flush', blk.coFlush());
         break;
       case 'fail-target':
         rig.graph.lookupNode(`t${command.target}`).readOnly = command.failing;
