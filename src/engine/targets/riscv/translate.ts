@@ -1,5 +1,4 @@
 import { CodePages, JumpCache, type TranslatedBlock } from '../../tcg/jump-cache.js';
-import { Access } from './constants.js';
 import { type Insn, Op } from './decode.js';
 import { add64, lt64v, ltu64v, type RiscvHart, sll64, sra64, srl64, sub64, TrapSignal } from './hart.js';
 
@@ -362,4 +361,3 @@ function ea64(h: RiscvHart, xi: Int32Array, rs1: number, imm: number): number {
   return h.eaWild(rs1, imm);
 }
 
-export { Access };
