@@ -24,6 +24,35 @@ function out(s: string): void {
 
 class CmdError extends Error {}
 
+/** Wrong operands after option parsing: qemu-io prints the command's usage line. */
+class UsageError extends Error {}
+
+/** qemu-io's command table: operand counts (options included, as qemu-io counts) and usage. */
+const COMMANDS: Readonly<Record<string, { min: number; max: number; args: string; oneline: string }>> = {
+  read: { min: 2, max: -1, args: '[-abCqv] [-P pattern [-s off] [-l len]] off len', oneline: 'reads a number of bytes at a specified offset' },
+  readv: { min: 2, max: -1, args: '[-Cqv] [-P pattern] off len [len..]', oneline: 'reads a number of bytes at a specified offset' },
+  write: { min: 2, max: -1, args: '[-bcCfnquz] [-P pattern | -s source_file] off len', oneline: 'writes a number of bytes at a specified offset' },
+  writev: { min: 2, max: -1, args: '[-Cfq] [-P pattern] off len [len..]', oneline: 'writes a number of bytes at a specified offset' },
+  aio_read: { min: 2, max: -1, args: '[-Cqv] [-P pattern] off len [len..]', oneline: 'asynchronously reads a number of bytes' },
+  aio_write: { min: 2, max: -1, args: '[-Cfiquz] [-P pattern] off len [len..]', oneline: 'asynchronously writes a number of bytes' },
+  aio_flush: { min: 0, max: 0, args: '', oneline: 'completes all outstanding aio requests' },
+  discard: { min: 2, max: -1, args: '[-Cq] off len', oneline: 'discards a number of bytes at a specified offset' },
+  alloc: { min: 1, max: 2, args: 'offset [count]', oneline: 'checks if offset is allocated in the file' },
+  truncate: { min: 1, max: 3, args: '[-m prealloc_mode] off', oneline: 'truncates the current file at the given offset' },
+  flush: { min: 0, max: 0, args: '', oneline: 'flush all in-core file state to disk' },
+  length: { min: 0, max: 0, args: '', oneline: 'gets the length of the current file' },
+  info: { min: 0, max: 0, args: '', oneline: 'prints information about the current file' },
+  map: { min: 0, max: 0, args: '', oneline: 'prints the allocated areas of a file' },
+  sleep: { min: 1, max: 1, args: 'milliseconds', oneline: 'waits for the given value in milliseconds' },
+};
+
+const ALIASES: Readonly<Record<string, string>> = { r: 'read', w: 'write', f: 'flush', d: 'discard', l: 'length', i: 'info', t: 'truncate' };
+
+function usageLine(name: string): string {
+  const c = COMMANDS[name]!;
+  return `${name} ${c.args} -- ${c.oneline}`;
+}
+
 /** qemu-io's cvtnum: sizes with suffixes, or hex/decimal byte counts. */
 function cvtnum(text: string): number {
   let v: number | null = null;
@@ -87,7 +116,7 @@ function errText(e: unknown): string {
 }
 
 function offsetAndCount(p: Parsed, name: string): [number, number] {
-  if (p.positional.length !== 2) throw new CmdError(`bad argument count ${p.positional.length} to ${name}, expected 2 arguments`);
+  if (p.positional.length !== 2) throw new UsageError(name);
   return [cvtnum(p.positional[0]!), cvtnum(p.positional[1]!)];
 }
 
@@ -126,7 +155,7 @@ function cmdRead(args: string[]): boolean {
 function cmdWrite(args: string[]): boolean {
   const p = getopt(args, 'bcCfnpP:quz');
   const [offset, count] = offsetAndCount(p, 'write');
-  if (has(p, 'z') && has(p, 'P')) throw new CmdError('-z and -P cannot be specified at the same time');
+  if (has(p, 'z') && has(p, 'P')) throw new CmdError('Only one of -z, -P, and -s can be specified at the same time');
   if (has(p, 'u') && !has(p, 'z')) throw new CmdError('-u requires -z to be specified');
   const pattern = has(p, 'P') ? parsePattern(last(p, 'P')!) : 0xcd;
   if (has(p, 'c') || has(p, 'b')) {
@@ -151,7 +180,7 @@ function cmdWrite(args: string[]): boolean {
 function cmdVector(args: string[], write: boolean): boolean {
   const p = getopt(args, write ? 'CfqP:' : 'CqP:s:l:v');
   const name = write ? 'writev' : 'readv';
-  if (p.positional.length < 2) throw new CmdError(`bad argument count ${p.positional.length} to ${name}, expected at least 2 arguments`);
+  if (p.positional.length < 2) throw new UsageError(name);
   const offset = cvtnum(p.positional[0]!);
   const count = p.positional.slice(1).reduce((sum, t) => sum + cvtnum(t), 0);
   const pattern = has(p, 'P') ? parsePattern(last(p, 'P')!) : write ? 0xcd : null;
@@ -174,7 +203,7 @@ function cmdVector(args: string[], write: boolean): boolean {
 
 function cmdTruncate(args: string[]): boolean {
   const p = getopt(args, 'm:');
-  if (p.positional.length !== 1) throw new CmdError(`bad argument count ${p.positional.length} to truncate, expected 1 arguments`);
+  if (p.positional.length !== 1) throw new UsageError('truncate');
   const mode = last(p, 'm') ?? 'off';
   if (mode !== 'off') throw new CmdError(`Invalid preallocation mode '${mode}'`);
   try {
@@ -194,10 +223,10 @@ let aioFailed = false;
 function cmdAio(args: string[], write: boolean): boolean {
   const p = getopt(args, write ? 'CfiP:quz' : 'CiP:qv');
   const name = write ? 'aio_write' : 'aio_read';
-  if (p.positional.length < 2) throw new CmdError(`bad argument count ${p.positional.length} to ${name}, expected at least 2 arguments`);
+  if (p.positional.length < 2) throw new UsageError(name);
   const offset = cvtnum(p.positional[0]!);
   const count = p.positional.slice(1).reduce((s, t) => s + cvtnum(t), 0);
-  if (write && has(p, 'z') && has(p, 'P')) throw new CmdError('-z and -P cannot be specified at the same time');
+  if (write && has(p, 'z') && has(p, 'P')) throw new CmdError('Only one of -z, -P, and -s can be specified at the same time');
   const pattern = has(p, 'P') ? parsePattern(last(p, 'P')!) : write ? 0xcd : null;
   const h = img();
   const t0 = performance.now();
@@ -269,7 +298,7 @@ function cmdMap(): boolean {
 
 function cmdAlloc(args: string[]): boolean {
   const p = getopt(args, '');
-  if (p.positional.length < 1 || p.positional.length > 2) throw new CmdError(`bad argument count ${p.positional.length} to alloc, expected between 1 and 2 arguments`);
+  if (p.positional.length < 1 || p.positional.length > 2) throw new UsageError('alloc');
   const offset = cvtnum(p.positional[0]!);
   const count = p.positional.length === 2 ? cvtnum(p.positional[1]!) : 512;
   const h = img();
@@ -332,6 +361,14 @@ function command(line: string): boolean | 'quit' {
   const words = splitWords(line);
   const [name, ...args] = words;
   if (name === undefined) return true;
+  const canonicalName = ALIASES[name] ?? name;
+  const spec = COMMANDS[canonicalName];
+  if (spec !== undefined && (args.length < spec.min || (spec.max !== -1 && args.length > spec.max))) {
+    // qemuio_command's badcount(): on stderr, before the command runs.
+    const expected = spec.max === -1 ? `at least ${spec.min}` : spec.min === spec.max ? `${spec.min}` : `between ${spec.min} and ${spec.max}`;
+    process.stderr.write(`bad argument count ${args.length} to ${canonicalName}, expected ${expected} arguments\n`);
+    return false;
+  }
   try {
     switch (name) {
       case 'read':
@@ -394,8 +431,18 @@ function command(line: string): boolean | 'quit' {
         return false;
     }
   } catch (e) {
-    if (e instanceof CmdError || e instanceof GetoptError) {
+    if (e instanceof CmdError) {
       out(e.message);
+      return false;
+    }
+    if (e instanceof GetoptError) {
+      // getopt complains on stderr, then qemu-io shows the usage line.
+      process.stderr.write(`${canonicalName}: ${e.message}\n`);
+      if (COMMANDS[canonicalName] !== undefined) out(usageLine(canonicalName));
+      return false;
+    }
+    if (e instanceof UsageError) {
+      out(usageLine(e.message));
       return false;
     }
     throw e;
