@@ -255,6 +255,15 @@ describe.skipIf(!haveQemuImg)('qcow2 and tools against qemu-img / qemu-io (needs
     expect(qemu('qemu-img', 'check', 'cw1.qcow2').status).toBe(0);
   });
 
+  it('qemu-io command errors (argument counts, bad numbers, bad options, out of range) print as in qemu-io', () => {
+    qemu('qemu-img', 'create', '-f', 'qcow2', 'err1.qcow2', '1M');
+    copyFileSync(join(w.dir, 'err1.qcow2'), join(w.dir, 'err2.qcow2'));
+    const cmds = ['read', 'read 0', 'read x 1', 'read 0 1y', 'write -P 300 0 1', 'write -P 1 -z 0 1', 'write -u 0 1', 'read -P 1 -s 10 -l 10 0 5', 'alloc', 'discard 0 2M', 'write 2M 1', 'read -1 1', 'aio_read 0', 'length extra', 'read -P 1 0 1 2', 'write -Q 0 1', 'nosuchcmd'];
+    const a = ours('io', ...ioArgs(cmds), 'err1.qcow2');
+    const b = qemu('qemu-io', ...ioArgs(cmds), 'err2.qcow2');
+    expect([a.stdout, a.stderr, a.status]).toEqual([b.stdout, b.stderr, b.status]);
+  });
+
   it('bad input: the tools fail with QEMU-like messages, never a stack trace', () => {
     writeFileSync(join(w.dir, 'junk.qcow2'), Buffer.alloc(1000, 7));
     const r = ours('io', '-f', 'qcow2', ...ioArgs(['read 0 1']), 'junk.qcow2');
