@@ -1,8 +1,9 @@
 // Differential: the qtest scripts of tests/qtest/scripts against Debian's qemu-system-riscv64 (7.2)
-// and in-process tsqemu, reply by reply (IRQ lines included). Debian's QEMU has no -accel qtest (its CPU runs), so
+// and tsqemu (in-process, and as a child process with QEMU's exact command line), reply by reply
+// (IRQ lines included). Debian's QEMU has no -accel qtest (its CPU runs), so
 // scripts marked `# requires: accel-qtest` (time-dependent) are left out.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -20,6 +21,9 @@ function haveQemu(): boolean {
   }
 }
 const have = haveQemu();
+/** The built tsqemu (npm test builds first): also run as a child with QEMU's exact arguments. */
+const CHILD_SCRIPT = 'irq.qtest';
+const haveTsqemu = existsSync(join(import.meta.dirname, '..', '..', 'dist', 'tools', 'tsqemu.js'));
 const dir = join(import.meta.dirname, '..', 'qtest', 'scripts');
 const scripts = readdirSync(dir).filter((f) => f.endsWith('.qtest')).sort();
 const tmp = mkdtempSync(join(tmpdir(), 'qtest-diff-'));
@@ -38,6 +42,16 @@ describe.skipIf(!have)(`qtest scripts: tsqemu vs qemu-system-riscv64 ${have ? ''
       const ours = await openQtestTarget({ kind: 'in-process', drives });
       const ourResults = await runScript(ours, steps);
       await ours.quit();
+      // tsqemu as QEMU runs here: a child with the very same command line (its hart runs, as QEMU's).
+      // One script only: with a hart running, each command waits for a CPU slice (~0.1-0.3 s).
+      const childResults = haveTsqemu && file === CHILD_SCRIPT ? await (async () => {
+        const child = await openQtestTarget({ kind: 'tsqemu', args: [...QEMU_VIRT_ARGS, ...qemuDriveArgs(drives)] });
+        try {
+          return await runScript(child, steps);
+        } finally {
+          await child.quit();
+        }
+      })() : null;
 
       // The scripts' expectations are QEMU's answers.
       expect(qemuResults.filter((r) => r.problem !== null).map((r) => `${r.step.line}: ${r.step.command} -> ${r.reply}`)).toEqual([]);
@@ -48,6 +62,12 @@ describe.skipIf(!have)(`qtest scripts: tsqemu vs qemu-system-riscv64 ${have ? ''
         .filter((d) => d.qemu !== d.tsqemu);
       const known = (KNOWN_DIVERGENCES[file] ?? []).map(({ line, command, qemu: q, tsqemu }) => ({ line, command, qemu: q, tsqemu }));
       expect(differences).toEqual(known);
+      if (childResults !== null) {
+        const childDifferences = qemuResults
+          .map((q, i) => ({ line: q.step.line, command: q.step.command, qemu: output(q), tsqemu: output(childResults[i]!) }))
+          .filter((d) => d.qemu !== d.tsqemu);
+        expect(childDifferences).toEqual(known);
+      }
       expect(qemuResults.length).toBe(steps.length);
     });
   }
