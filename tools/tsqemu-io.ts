@@ -427,7 +427,7 @@ function command(line: string): boolean | 'quit' {
       case 'q':
         return 'quit';
       default:
-        out(`command "${name}" not found`);
+        process.stderr.write(`command "${name}" not found\n`);
         return false;
     }
   } catch (e) {
