@@ -4,6 +4,21 @@ import type { BlockGraph } from '../block/graph.js';
 import type { BdrvChild, BdrvChildParent, BlockDriverState } from '../block/node.js';
 import type { Job } from './job.js';
 
+const blockers = new Map<string, BlockError>();
+
+/**
+ * One blocker per job type, shared by all jobs of that type: op blockers are counted per entry,
+ * so sharing the object is safe, and an Error (with its stack) is not built for every job.
+ */
+function blockerFor(jobType: string): BlockError {
+  let blocker = blockers.get(jobType);
+  if (blocker === undefined) {
+    blocker = new BlockError(`block device is in use by block job: ${jobType}`);
+    blockers.set(jobType, blocker);
+  }
+  return blocker;
+}
+
 /**
  * The block side of a job (QEMU's BlockJob): the graph edges it holds on its nodes, the op
  * blocker "block device is in use by block job: <type>" on each of them, and the drain
@@ -19,7 +34,7 @@ export class BlockJobNodes implements BdrvChildParent {
     readonly graph: BlockGraph,
     readonly job: Job,
   ) {
-    this.blocker = new BlockError(`block device is in use by block job: ${job.jobType}`);
+    this.blocker = blockerFor(job.jobType);
     // Drains wait for a busy job; when it parks, whoever waits in a drain must look again.
     job.onIdle = () => graph.kickDrain();
   }
