@@ -399,4 +399,19 @@ export const qcow2Driver: BlockDriver = {
   },
 };
 
+/**
+ * bdrv_change_backing_file for qcow2 nodes: rewrites the image header's backing file name and
+ * format (what stream/commit do when they change the chain, so the image on disk names its new
+ * backing file). `file` null removes the backing file. Returns 0 or a negative errno.
+ */
+export function* qcow2ChangeBackingFile(bs: BlockDriverState, file: string | null, format: string | null): Co<number> {
+  if (bs.drv !== qcow2Driver || bs.opaque === null) return -Errno.ENOTSUP;
+  try {
+    yield* state(bs).img.setBacking(file, format);
+    return 0;
+  } catch (e) {
+    return -errnoOf(e);
+  }
+}
+
 registerDriver(qcow2Driver);

@@ -8,7 +8,7 @@ import { BlockError } from '../../../src/block/error.js';
 import { bdrvCoPreadv, bdrvCoPwritev, bdrvCoBlockStatus, bdrvCoTruncate } from '../../../src/block/io.js';
 import { BdrvReq, BlockStatus } from '../../../src/block/driver.js';
 import { findDriver } from '../../../src/block/registry.js';
-import { qcow2Driver } from '../../../src/block/qcow2/driver.js';
+import { qcow2ChangeBackingFile, qcow2Driver } from '../../../src/block/qcow2/driver.js';
 import { createQcow2 } from '../../../src/block/qcow2/create.js';
 import { HostFileIO } from '../../../src/block/image/host-file.js';
 import { loadBitmaps, newBitmap, storeBitmaps } from '../../../src/block/qcow2/bitmaps.js';
@@ -87,6 +87,8 @@ describe('qcow2 BlockDriver', () => {
     expect(runOn(loop, bdrvCoPreadv(bs, 65536, 65536, back))).toBe(0);
     expect(Buffer.compare(back, data)).toBe(0);
     expect(bs.drv.getInfo?.(bs)).toEqual({ clusterSize: 65536, isDirty: false });
+    expect(runOn(loop, qcow2ChangeBackingFile(bs, 'new-base.raw', 'raw'))).toBe(0);
+    expect((bs.opaque as { img: Qcow2Image }).img.header.backingFile).toBe('new-base.raw');
     expect(bs.drv.getSpecificInfo?.(bs)).toEqual({ type: 'qcow2', data: { compat: '1.1', 'compression-type': 'zlib', 'lazy-refcounts': false, 'refcount-bits': 16, corrupt: false, 'extended-l2': false } });
     runOn(loop, graph.coCloseAll());
   });
