@@ -139,4 +139,17 @@ describe('QMP protocol over a real unix socket', () => {
     b.close();
     c.close();
   });
+
+  it('serves a tcp listener on the same monitor', async () => {
+    const tcp = await listenQmp(vm.loop.gate, vm.monitors[0]!, { kind: 'tcp', host: '127.0.0.1', port: 0 });
+    try {
+      const port = (tcp.address() as { port: number }).port;
+      const c = await TestQmpClient.connectTcp(port);
+      expect((await c.waitFor(1))[0]).toEqual(GREETING);
+      expect(await c.command('qmp_capabilities', undefined, 'tcp')).toEqual({ return: {}, id: 'tcp' });
+      c.close();
+    } finally {
+      tcp.close();
+    }
+  });
 });

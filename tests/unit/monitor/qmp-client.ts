@@ -31,6 +31,13 @@ export class TestQmpClient {
     });
   }
 
+  static connectTcp(port: number): Promise<TestQmpClient> {
+    return new Promise((resolve, reject) => {
+      const socket = createConnection({ host: '127.0.0.1', port }, () => resolve(new TestQmpClient(socket)));
+      socket.once('error', reject);
+    });
+  }
+
   write(text: string): void {
     this.socket.write(text);
   }
