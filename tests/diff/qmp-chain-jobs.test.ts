@@ -13,6 +13,7 @@ function chain(dir: string): void {
   img('create', '-q', '-f', 'qcow2', join(dir, 'base.qcow2'), '1M');
   img('create', '-q', '-f', 'qcow2', '-b', join(dir, 'base.qcow2'), '-F', 'qcow2', join(dir, 'mid.qcow2'));
   img('create', '-q', '-f', 'qcow2', '-b', join(dir, 'mid.qcow2'), '-F', 'qcow2', join(dir, 'top.qcow2'));
+  img('create', '-q', '-f', 'raw', join(dir, 'tgt.raw'), '1M');
   execFileSync('qemu-io', ['-c', 'write -P 0x11 0 64k', join(dir, 'base.qcow2')], { stdio: 'ignore' });
   execFileSync('qemu-io', ['-c', 'write -P 0x22 64k 64k', join(dir, 'mid.qcow2')], { stdio: 'ignore' });
 }
@@ -32,6 +33,14 @@ const CASES: Record<string, (dir: string) => Step[]> = {
     { cmd: 'block-stream', args: { 'job-id': 's', device: 'top' } },
     { wait: 'JOB_STATUS_CHANGE', match: { id: 's', status: 'null' } },
     { cmd: 'query-block-jobs' },
+  ],
+  'drive-backup': (dir) => [
+    { cmd: 'blockdev-add', args: { driver: 'null-co', 'node-name': 'src', size: 1024 * 1024 } },
+    { cmd: 'drive-backup', args: { 'job-id': 'd', device: 'src', target: join(dir, 'missing.raw'), sync: 'full', mode: 'existing', format: 'raw' } },
+    { cmd: 'drive-backup', args: { 'job-id': 'd', device: 'src', target: join(dir, 'tgt.raw'), sync: 'full', mode: 'bogus' } },
+    { cmd: 'drive-backup', args: { 'job-id': 'd', device: 'src', target: join(dir, 'tgt.raw'), sync: 'full', mode: 'existing', format: 'raw' } },
+    { wait: 'JOB_STATUS_CHANGE', match: { id: 'd', status: 'null' } },
+    { cmd: 'query-named-block-nodes', pick: ['node-name'] },
   ],
   'block-commit (intermediate)': (dir) => [
     ...nodes(dir),

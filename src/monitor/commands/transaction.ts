@@ -1,6 +1,6 @@
 import { type BitmapAddData, type BitmapMergeData, type BitmapNameData, blockDirtyBitmapAdd, blockDirtyBitmapMerge, blockDirtyBitmapRemove } from '../../blockjob/bitmap-actions.js';
 import { type ActionSpec, type TransactionProperties, actionTypes, runTransaction } from '../../blockjob/transaction.js';
-import { type CommandDef, defineCommand } from '../command.js';
+import { type CommandDef, type MonitorVm, defineCommand } from '../command.js';
 import { type Schema, type StructSchema, bool, enumOf, int, listOf, str, struct, uint32, union } from '../schema.js';
 import { blockEnv } from './block.js';
 
@@ -61,12 +61,27 @@ function transactionArgs(): StructSchema {
   });
 }
 
+/** Members of action data that name host files: confined by --allow-path before anything opens. */
+const FILE_MEMBERS: Readonly<Record<string, string>> = { 'drive-backup': 'target', 'blockdev-snapshot-sync': 'snapshot-file' };
+
+function checkActionFiles(vm: MonitorVm, actions: readonly ActionSpec[]): void {
+  for (const action of actions) {
+    const member = FILE_MEMBERS[action.type];
+    const file = member !== undefined ? (action.data as Record<string, unknown>)[member] : undefined;
+    if (typeof file === 'string') vm.paths.check(file);
+  }
+}
+
 /** One-action transaction: how QEMU runs blockdev-backup and the bitmap commands. */
 function single(type: string): CommandDef {
   return defineCommand<Record<string, unknown>>({
     name: type,
     args: ACTION_DATA[type]!,
-    run: ({ vm }, args) => runTransaction(blockEnv(vm), [{ type, data: args }]),
+    run: ({ vm }, args) => {
+      const actions = [{ type, data: args }];
+      checkActionFiles(vm, actions);
+      runTransaction(blockEnv(vm), actions);
+    },
   });
 }
 
@@ -76,7 +91,10 @@ export function transactionCommands(): CommandDef[] {
     defineCommand<{ actions: ActionSpec[]; properties?: TransactionProperties }>({
       name: 'transaction',
       args: transactionArgs(),
-      run: ({ vm }, args) => runTransaction(blockEnv(vm), args.actions, args.properties ?? {}),
+      run: ({ vm }, args) => {
+        checkActionFiles(vm, args.actions);
+        runTransaction(blockEnv(vm), args.actions, args.properties ?? {});
+      },
     }),
     defineCommand<BitmapAddData>({
       name: 'block-dirty-bitmap-add',

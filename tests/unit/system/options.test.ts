@@ -78,6 +78,11 @@ describe('--allow-path', () => {
       expect(vm.qmp('blockdev-add', { driver: 'file', 'node-name': 'f', filename: join(inside, 'link.img') })).toEqual({ error: { class: 'GenericError', desc: `Could not open '${join(inside, 'link.img')}': path is outside the allowed directories (--allow-path)` } });
       expect(vm.qmp('blockdev-add', { driver: 'raw', 'node-name': 'r', file: { driver: 'file', filename: '../out/secret.img' } })).toMatchObject({ error: { class: 'GenericError' } });
       expect(vm.graph.nodes.size).toBe(0);
+      vm.execute('blockdev-add', { driver: 'null-co', 'node-name': 'src', size: 65536 });
+      const escape = { 'job-id': 'd', device: 'src', target: join(inside, 'dirlink', 'copy.raw'), sync: 'full', mode: 'existing' };
+      expect(vm.qmp('drive-backup', escape)).toMatchObject({ error: { desc: expect.stringMatching(/outside the allowed directories/) } });
+      expect(vm.qmp('transaction', { actions: [{ type: 'drive-backup', data: escape }] })).toMatchObject({ error: { desc: expect.stringMatching(/outside the allowed directories/) } });
+      expect(vm.execute('query-jobs')).toEqual([]);
       expect(new PathPolicy([], root).confined).toBe(false);
     } finally {
       rmSync(root, { recursive: true, force: true });
