@@ -21,7 +21,8 @@ import { formatDump, formatHtmlTimeline, formatInfo } from '../src/replay/dump.j
 import { type ParsedLog, ReplayLogError, checkCompatible, parseLog } from '../src/replay/log-format.js';
 import { Player, type PlayResult, formatDivergence } from '../src/replay/player.js';
 import { MemorySink, Recorder } from '../src/replay/recorder.js';
-import { type VirtDriveSpec, type VirtRunSpec, buildVirtRun, virtSpecDigest } from '../src/replay/virt-run.js';
+import { type VirtDriveSpec, type VirtRun, type VirtRunSpec, buildVirtRun, virtSpecDigest } from '../src/replay/virt-run.js';
+import { captureState } from '../src/replay/state.js';
 import { UsageError } from '../src/system/keyval.js';
 import { parseCommandLine } from '../src/system/options.js';
 
@@ -122,7 +123,7 @@ export interface PlayOutcome {
 }
 
 /** Plays a log on a freshly built board; `echo` receives the guest's UART output as it happens. */
-export async function playLog(log: ParsedLog, options: { until?: number; echo?: (bytes: Uint8Array) => void }): Promise<PlayOutcome> {
+export async function playLog(log: ParsedLog, options: { until?: number; echo?: (bytes: Uint8Array) => void; inspect?: (run: VirtRun) => void }): Promise<PlayOutcome> {
   if (log.header.machine !== 'virt') {
     throw new CliError(`this log was recorded by 'tsqemu ... -icount rr=record' (machine ${log.header.machine}); play it with the same command line and rr=replay,rrfile=FILE`);
   }
@@ -135,7 +136,10 @@ export async function playLog(log: ParsedLog, options: { until?: number; echo?: 
     const player = new Player(run, log, { until: options.until });
     for (;;) {
       const result = player.advance(5000);
-      if (result !== null) return { result, output: capture.text, warnings, until: options.until };
+      if (result !== null) {
+        options.inspect?.(run);
+        return { result, output: capture.text, warnings, until: options.until };
+      }
       // Let signals and output through between slices.
       await new Promise((resolve) => setImmediate(resolve));
     }
@@ -269,6 +273,30 @@ async function main(): Promise<number> {
       (y) => y.positional('log', { type: 'string', demandOption: true }),
       async (a) => {
         code = await play(a.log, undefined, 'null', true);
+      },
+    )
+    .command(
+      'seek <log> <icount>',
+      'replay to an exact instruction count and print the harts and devices there (re-executes from the start)',
+      (y) => y.positional('log', { type: 'string', demandOption: true }).positional('icount', { type: 'number', demandOption: true }),
+      async (a) => {
+        const log = loadLog(a.log);
+        let state = '';
+        const outcome = await playLog(log, {
+          until: a.icount,
+          inspect: (run) => {
+            const map = captureState(run.probes.filter((p) => p.name !== 'ram'));
+            state = Object.entries(map)
+              .map(([probe, entries]) => `${probe}:\n` + Object.entries(entries).map(([k, v]) => `  ${k.padEnd(12)} ${String(v)}`).join('\n'))
+              .join('\n');
+          },
+        });
+        if (outcome.result.divergence !== null) {
+          process.stderr.write(formatDivergence(outcome.result.divergence) + '\n');
+          code = 1;
+          return;
+        }
+        process.stdout.write(`at icount ${outcome.result.point.icount}, ${outcome.result.point.ns} ns, step ${outcome.result.point.step}\n${state}\n`);
       },
     )
     .command(

@@ -41,6 +41,10 @@ describe.skipIf(!built)('tsqemu-replay command line (needs npm run build)', () =
     expect(play.stdout).toBe(rec.stdout);
     expect(play.stderr).toMatch(/final digest [0-9a-f]{16} matches/);
     for (let i = 0; i < 3; i++) expect(cli(['verify', log]).code).toBe(0);
+    const seek = cli(['seek', log, '3000']);
+    expect(seek.code, seek.stderr).toBe(0);
+    expect(seek.stdout).toMatch(/^at icount 3000, /);
+    expect(seek.stdout).toMatch(/pc +0x8000[0-9a-f]{4}/);
     const info = cli(['info', log]);
     expect(info.stdout).toContain('status:       complete');
     expect(info.stdout).toMatch(/inputs: +\d+ \(chardev \d+\)/);
