@@ -3,6 +3,9 @@ import { type ActionSpec, type TransactionProperties, actionTypes, runTransactio
 import { type CommandDef, type MonitorVm, defineCommand } from '../command.js';
 import { type Schema, type StructSchema, bool, enumOf, int, listOf, str, struct, uint32, union } from '../schema.js';
 import { blockEnv } from './block.js';
+import { registerSnapshotAction } from './snapshot.js';
+
+registerSnapshotAction();
 
 const onError = enumOf('report', 'ignore', 'enospc', 'stop', 'auto');
 
