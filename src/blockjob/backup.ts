@@ -185,6 +185,10 @@ export const backupDriver: JobDriver<BackupState> = {
     job.state.call?.cancel();
     return true;
   },
+  setSpeed(job) {
+    // Also called from createJob, before the state exists.
+    (job.state as BackupState | null)?.call?.kick();
+  },
 };
 
 /** The copy-before-write step for a guest write on the source (break-guest-write on error). */
