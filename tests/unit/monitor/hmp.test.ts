@@ -1,0 +1,63 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createVm } from '../../../src/system/vm.js';
+
+const MiB = 1024 * 1024;
+const dirs: string[] = [];
+
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A VM with a 1 MiB raw node 'src' over a scratch file; qemu-io's stdout is collected. */
+function vmWithRawNode() {
+  const dir = mkdtempSync(join(tmpdir(), 'tsqemu-hmp-'));
+  dirs.push(dir);
+  const path = join(dir, 'src.raw');
+  writeFileSync(path, new Uint8Array(MiB));
+  const vm = createVm({ startStopped: true }, { cwd: dir });
+  const stdout: string[] = [];
+  vm.services.set('stdout', (line: string) => stdout.push(line));
+  expect(vm.qmp('blockdev-add', { driver: 'raw', 'node-name': 'src', file: { driver: 'file', filename: path } })).toEqual({ return: {} });
+  const hmp = (line: string) => vm.qmp('human-monitor-command', { 'command-line': line });
+  return { vm, stdout, hmp };
+}
+
+describe('human-monitor-command qemu-io', () => {
+  it('writes and reads a node as the guest; output goes to stdout, the reply is empty', () => {
+    const { stdout, hmp } = vmWithRawNode();
+    expect(hmp('qemu-io src "write -P 0x11 0 64k"')).toEqual({ return: '' });
+    expect(stdout[0]).toBe('wrote 65536/65536 bytes at offset 0');
+    stdout.length = 0;
+    expect(hmp('qemu-io src "read -P 0x11 0 64k"')).toEqual({ return: '' });
+    expect(stdout[0]).toBe('read 65536/65536 bytes at offset 0');
+    stdout.length = 0;
+    expect(hmp('qemu-io src "read -P 0x11 64k 64k"')).toEqual({ return: '' });
+    expect(stdout[0]).toBe('Pattern verification failed at offset 65536, 65536 bytes');
+    stdout.length = 0;
+    expect(hmp('qemu-io src "write -z 0 64k"')).toEqual({ return: '' });
+    stdout.length = 0;
+    expect(hmp('qemu-io src "read -P 0 0 64k"')).toEqual({ return: '' });
+    expect(stdout[0]).toBe('read 65536/65536 bytes at offset 0');
+  });
+
+  it('answers errors as HMP text, as QEMU 7.2', () => {
+    const { hmp } = vmWithRawNode();
+    expect(hmp('qemu-io snap "write 0 64k"')).toEqual({ return: "Error: Cannot find device='' nor node-name='snap'\r\n" });
+    expect(hmp('info nothing')).toEqual({ return: "unknown command: 'info'\r\n" });
+    expect(hmp('qemu-io src "write 0 64k" x')).toEqual({ return: 'qemu-io: extraneous characters at the end of line\r\n' });
+    expect(hmp('qemu-io src "write 0 64k')).toEqual({ return: 'unterminated string\r\n' });
+  });
+
+  it('takes the write permission only for writing commands, and reports a refusal as error_report does', () => {
+    const { vm, hmp, stdout } = vmWithRawNode();
+    expect(vm.qmp('blockdev-add', { driver: 'raw', 'node-name': 'ro', 'read-only': true, file: 'src' })).toEqual({ return: {} });
+    expect(hmp('qemu-io ro "read 0 64k"')).toEqual({ return: '' });
+    expect(stdout[0]).toBe('read 65536/65536 bytes at offset 0');
+    stdout.length = 0;
+    expect(hmp('qemu-io ro "write 0 64k"')).toEqual({ return: 'Block node is read-only\r\n' });
+    expect(stdout).toEqual([]);
+  });
+});
