@@ -3,7 +3,7 @@
  * describe its state at checkpoints, and optionally snapshot support for seek.
  */
 import type { MainLoop } from '../engine/main-loop.js';
-import type { TraceEvent } from '../engine/trace.js';
+import type { TraceEvent, TraceValue } from '../engine/trace.js';
 import type { StateProbe } from './state.js';
 
 /** Serializes and restores the whole machine at a quiescent point (no coroutine mid-flight). */
@@ -21,6 +21,11 @@ export interface ReplayMachine {
   /** `-icount shift=N`: each instruction is 2^N ns. */
   readonly icountShift: number;
   readonly snapshotter?: MachineSnapshotter;
+  /**
+   * Guest I/O events that are not trace events (interrupt line changes): `--events` records them
+   * and play checks them. Listening must not change the run. Called at most once per run.
+   */
+  attachEvents?(emit: (name: string, fields: Readonly<Record<string, TraceValue>>) => void): void;
 }
 
 /** Trace events that are kernel bookkeeping rather than guest I/O; `--events` leaves them out. */

@@ -140,7 +140,10 @@ export class Player implements InputSource {
     const loop = this.machine.loop;
     loop.gate.replayFrom(this);
     loop.gate.observe((input) => this.onDelivered(input));
-    if (this.checkEvents) loop.trace.onEvent((event) => this.onEvent(event));
+    if (this.checkEvents) {
+      loop.trace.onEvent((event) => this.onEvent(event));
+      this.machine.attachEvents?.((name, fields) => this.onEvent({ seq: -1, ns: loop.nowNs, name, fields }, true));
+    }
     this.hooks.install();
     const target = this.target;
     if (this.log.header.checkpointUnit === 'icount' && target.icount > 0) this.hooks.stopIcount = target.icount;
@@ -269,8 +272,8 @@ export class Player implements InputSource {
     }
   }
 
-  private onEvent(event: TraceEvent): void {
-    if (this.divergenceValue !== null || !this.filter(event)) return;
+  private onEvent(event: TraceEvent, machineEvent = false): void {
+    if (this.divergenceValue !== null || (!machineEvent && !this.filter(event))) return;
     const expected = this.eventRecords[this.eventIndex];
     const now: RunPoint = { step: this.machine.loop.steps, icount: this.machine.loop.cpu?.icount ?? 0, ns: event.ns };
     if (expected === undefined) {

@@ -73,6 +73,9 @@ export class Recorder {
       this.removeListener = loop.trace.onEvent((event) => {
         if (!this.finished && filter(event)) this.onEvent(event);
       });
+      machine.attachEvents?.((name, fields) => {
+        if (!this.finished) this.onEvent({ seq: -1, ns: loop.nowNs, name, fields });
+      });
     }
   }
 

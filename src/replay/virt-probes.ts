@@ -9,6 +9,7 @@ import { RiscvCpu } from '../engine/targets/riscv/cpu.js';
 import type { RiscvHart } from '../engine/targets/riscv/hart.js';
 import type { VirtMachine } from '../engine/hw/virt/machine.js';
 import { VIRT_MEMMAP } from '../engine/hw/virt/memmap.js';
+import type { TraceValue } from '../engine/trace.js';
 import type { StateEntries } from './log-format.js';
 import { RamPageProbe, type StateProbe } from './state.js';
 
@@ -79,4 +80,14 @@ export function virtProbes(machine: VirtMachine): StateProbe[] {
   const ram = machine.as.ramAt(VIRT_MEMMAP.dram.base);
   if (ram !== undefined) probes.push(new RamPageProbe('ram', ram.bytes, ram.base));
   return probes;
+}
+
+/** Interrupt line changes of every device (and the PLIC's outputs to the harts) as replay events. */
+export function attachIrqEvents(machine: VirtMachine, emit: (name: string, fields: Readonly<Record<string, TraceValue>>) => void): void {
+  for (const device of machine.devices) {
+    device.irqOut.forEach((pin, index) => {
+      const line = `${device.path.split('/').pop() ?? device.path}${device.irqOut.length > 1 ? `[${index}]` : ''}`;
+      pin.listen((level) => emit('irq', { line, level }));
+    });
+  }
 }

@@ -19,7 +19,7 @@ import { type VirtDriveConfig, type VirtMachine, buildVirtMachine } from '../eng
 import { riscvCpuFactory } from '../engine/hw/virt/riscv-harts.js';
 import type { DiskDigest } from './log-format.js';
 import type { ReplayMachine } from './machine.js';
-import { virtProbes } from './virt-probes.js';
+import { attachIrqEvents, virtProbes } from './virt-probes.js';
 
 export interface VirtDriveSpec {
   readonly id: string;
@@ -92,6 +92,7 @@ export function buildVirtRun(spec: VirtRunSpec, serialOutput: CharOutput | null)
     disks,
     icountShift: spec.icountShift,
     probes: virtProbes(machine),
+    attachEvents: (emit) => attachIrqEvents(machine, emit),
     close(): void {
       if (dir !== null) rmSync(dir, { recursive: true, force: true });
     },

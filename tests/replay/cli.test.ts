@@ -51,6 +51,8 @@ describe.skipIf(!built)('tsqemu-replay command line (needs npm run build)', () =
     const dump = cli(['dump', log, '--events']);
     expect(dump.stdout).toContain('input      chardev');
     expect(dump.stdout).toContain('event      virtio-blk.req');
+    // Interrupt lines are events too: the CLINT timer and the virtio transport.
+    expect(dump.stdout).toMatch(/event {6}irq line="clint@2000000\[1\]" level=true/);
     expect(dump.stdout).toContain('checkpoint #0');
     const html = join(dir, 't.html');
     expect(cli(['dump', log, '--html', html]).code).toBe(0);
