@@ -106,4 +106,24 @@ describe.skipIf(!built)('tsqemu-replay command line (needs npm run build)', () =
     expect(noFile.status).toBe(1);
     expect(noFile.stderr).toContain('rr=replay needs rrfile=FILE');
   });
+
+  it('a QMP-only block-job session (tsqemu -M none -qmp stdio) replays to the same replies and events', () => {
+    const tsqemu = join(process.cwd(), 'dist/tools/tsqemu.js');
+    const rrLog = join(dir, 'qmp.tsqr');
+    const commands = [
+      { execute: 'qmp_capabilities' },
+      { execute: 'blockdev-add', arguments: { driver: 'null-co', 'node-name': 's', size: 4194304 } },
+      { execute: 'blockdev-add', arguments: { driver: 'null-co', 'node-name': 't', size: 4194304 } },
+      { execute: 'blockdev-backup', arguments: { 'job-id': 'j', device: 's', target: 't', sync: 'full', speed: 1048576 } },
+      { execute: 'query-jobs' },
+    ];
+    const run = (mode: string, input: string) => spawnSync(process.execPath, [tsqemu, '-M', 'none', '-qmp', 'stdio', '-icount', `shift=0,rr=${mode},rrfile=${rrLog}`], { input, encoding: 'utf8', timeout: 60_000 });
+    const rec = run('record', commands.map((c) => JSON.stringify(c)).join('\n') + '\n');
+    expect(rec.status, rec.stderr).toBe(0);
+    expect(rec.stdout).toContain('BLOCK_JOB_COMPLETED');
+    const play = run('replay', '');
+    expect(play.status, play.stderr).toBe(0);
+    expect(play.stdout).toBe(rec.stdout);
+    expect(cli(['info', rrLog]).stdout).toMatch(/checkpoints: +\d+ every \d+ steps/);
+  });
 });
