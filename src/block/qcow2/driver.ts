@@ -12,7 +12,8 @@ import { BdrvReq, BlockStatus, ChildRole, type BlockDriver, type BlockDriverInfo
 import { bdrvCreateDirtyBitmap } from '../dirty-bitmap.js';
 import { Errno } from '../errno.js';
 import { BlockError, setErr, type Errp } from '../error.js';
-import { bdrvCoFlush, bdrvCoPreadv, bdrvCoPwritev, bdrvCoTruncate } from '../io.js';
+import type { BlkdebugEvent } from '../blkdebug-events.js';
+import { bdrvCoFlush, bdrvCoPreadv, bdrvCoPwritev, bdrvCoTruncate, bdrvDebugEvent } from '../io.js';
 import type { BdrvChild, BlockDriverState } from '../node.js';
 import type { OptionReader } from '../options.js';
 import { defaultChildPerms } from '../perms.js';
@@ -80,6 +81,10 @@ class ChildIO implements ByteIO {
   *flush(): Co<void> {
     const r = yield* bdrvCoFlush(this.child);
     if (r < 0) throw errnoError(r);
+  }
+
+  debugEvent(event: BlkdebugEvent): void {
+    bdrvDebugEvent(this.child, event);
   }
 }
 

@@ -1,5 +1,6 @@
 import { assert } from '../../engine/assert.js';
 import type { Co } from '../../engine/coroutine.js';
+import type { BlkdebugEvent } from '../blkdebug-events.js';
 
 /**
  * What the qcow2 engine needs from its `file` child: byte-addressed coroutine I/O. Reads past the
@@ -14,6 +15,8 @@ export interface ByteIO {
   pwrite(offset: number, data: Uint8Array): Co<void>;
   truncate(lengthBytes: number): Co<void>;
   flush(): Co<void>;
+  /** BLKDBG_EVENT on the file child (a blkdebug node below reacts); absent: nothing listens. */
+  debugEvent?(event: BlkdebugEvent): void;
 }
 
 /** Largest file we accept: offsets stay exact JS integers. */

@@ -382,6 +382,8 @@ export class Qcow2Image implements RefcountHost {
       const dst = buf.subarray(pos - offset, pos - offset + ext.bytes);
       switch (ext.type) {
         case ClusterType.Unallocated:
+          // qcow2_co_preadv_task raises the blkdebug events a rule below may wait for.
+          if (this.backing !== null && this.backing.sizeBytes > 0) this.io.debugEvent?.('read_backing_aio');
           yield* this.readBacking(pos, dst);
           break;
         case ClusterType.ZeroPlain:
@@ -389,9 +391,11 @@ export class Qcow2Image implements RefcountHost {
           dst.fill(0);
           break;
         case ClusterType.Normal:
+          this.io.debugEvent?.('read_aio');
           yield* this.io.pread(ext.hostOffset!, dst);
           break;
         case ClusterType.Compressed:
+          this.io.debugEvent?.('read_compressed');
           yield* this.readCompressed(pos, dst);
           break;
       }
