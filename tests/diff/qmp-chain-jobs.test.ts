@@ -61,6 +61,16 @@ const CASES: Record<string, (dir: string) => Step[]> = {
     { cmd: 'block-stream', args: { 'job-id': 's', device: 'ovl2' } },
     { wait: 'JOB_STATUS_CHANGE', match: { id: 's', status: 'null' } },
   ],
+  'blockdev-snapshot-sync': (dir) => [
+    { cmd: 'blockdev-add', args: { driver: 'qcow2', 'node-name': 'base', file: { driver: 'file', filename: join(dir, 'base.qcow2') }, backing: null } },
+    { cmd: 'blockdev-snapshot-sync', args: { 'node-name': 'nope', 'snapshot-file': join(dir, 'snap.qcow2') } },
+    { cmd: 'blockdev-snapshot-sync', args: { 'node-name': 'base', 'snapshot-file': join(dir, 'snap.qcow2'), 'snapshot-node-name': 'base' } },
+    { cmd: 'transaction', args: { actions: [{ type: 'blockdev-snapshot-sync', data: { 'node-name': 'base', 'snapshot-file': join(dir, 'snap0.qcow2'), 'snapshot-node-name': 'snap0' } }, { type: 'abort', data: {} }] } },
+    // 'base' has no parents, so nothing keeps the new overlay: QEMU drops it when the action ends.
+    { cmd: 'blockdev-snapshot-sync', args: { 'node-name': 'base', 'snapshot-file': join(dir, 'snap.qcow2'), 'snapshot-node-name': 'snap', format: 'qcow2' } },
+    { cmd: 'block-stream', args: { 'job-id': 's', device: 'snap' } },
+    { cmd: 'blockdev-del', args: { 'node-name': 'base' } },
+  ],
   'block-commit (intermediate)': (dir) => [
     ...nodes(dir),
     { cmd: 'block-commit', args: { 'job-id': 'c', device: 'top', 'top-node': 'base', 'base-node': 'mid' } },
