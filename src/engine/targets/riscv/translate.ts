@@ -9,6 +9,15 @@ export interface RvBlock extends TranslatedBlock {
   readonly fn: BlockFn;
 }
 
+interface Entry {
+  readonly start: number;
+  readonly insns: readonly Insn[];
+  readonly pcs: readonly number[];
+}
+
+/** Regenerations of one page's unit before new entries get functions of their own (bounds compile work). */
+const MAX_UNIT_COMPILES = 12;
+
 /** Longest block in instructions (one pass). */
 const MAX_BLOCK_INSNS = 64;
 /** Executions of a pc before it is translated (DESIGN.md: compile only hot code). */
@@ -44,6 +53,8 @@ export class RiscvJit {
   readonly codePages = new CodePages();
   /** Blocks compiled so far (stats). */
   compiled = 0;
+  /** Hot entries per (virtual page, privilege): their translations share one function. */
+  private readonly units = new Map<string, { entries: Entry[]; compiles: number }>();
   /** Pcs that cannot start a block (first instruction not translatable). */
   private readonly rejected = new Set<number>();
 
@@ -56,6 +67,7 @@ export class RiscvJit {
     this.cache.flush();
     this.codePages.clear();
     this.rejected.clear();
+    this.units.clear();
   }
 
   /** Translates the block at hart.pc for the current privilege; returns it or undefined. */
@@ -99,15 +111,86 @@ export class RiscvJit {
       this.rejected.add(pc);
       return undefined;
     }
-    const fn = this.generate(h.xlen, pc, insns, pcs);
-    const block: RvBlock = { pc, mode: h.priv, len: insns.length, pages: [page], fn };
     this.codePages.mark(paStart, paEnd - paStart);
-    this.cache.insert(block);
     this.compiled++;
-    return block;
+    // Larger units: every hot entry of a (virtual page, privilege) lives in one function, so jumps
+    // between them stay inside it and V8 optimizes one hot function instead of many cold ones.
+    const key = `${Math.floor(pc / 4096)}:${h.priv}`;
+    let unit = this.units.get(key);
+    if (unit === undefined) {
+      unit = { entries: [], compiles: 0 };
+      this.units.set(key, unit);
+    }
+    const entry: Entry = { start: pc, insns, pcs };
+    let members: readonly Entry[];
+    if (unit.compiles < MAX_UNIT_COMPILES) {
+      unit.entries.push(entry);
+      unit.compiles++;
+      members = unit.entries;
+    } else {
+      members = [entry]; // a page that keeps growing: new entries get functions of their own
+    }
+    const fn = this.generateUnit(h.xlen, members);
+    const maxLen = Math.max(...members.map((m) => m.insns.length));
+    let mine: RvBlock | undefined;
+    for (const m of members) {
+      const block: RvBlock = { pc: m.start, mode: h.priv, len: maxLen, pages: [page], fn };
+      this.cache.insert(block);
+      if (m.start === pc) mine = block;
+    }
+    return mine;
   }
 
-  private generate(xlen: 32 | 64, start: number, insns: readonly Insn[], pcs: readonly number[]): BlockFn {
+  /** One function for several entries: a dispatch loop over a switch on the pc. */
+  private generateUnit(xlen: 32 | 64, members: readonly Entry[]): BlockFn {
+    const allInsns: Insn[] = [];
+    const allPcs: number[] = [];
+    const cases: string[] = [];
+    const starts = new Set(members.map((m) => m.start));
+    const maxLen = Math.max(...members.map((m) => m.insns.length));
+    for (const m of members) {
+      const offset = allInsns.length;
+      allInsns.push(...m.insns);
+      allPcs.push(...m.pcs);
+      cases.push(`case ${m.start}: blk: {\n${this.blockBody(xlen, m.insns, m.pcs, offset)}\n} break;`);
+    }
+    const loopOk = `budget - n >= ${maxLen} && !h.stopRequested && h.codeEpoch === epoch && ((h.mipSw | h.mipHw) & h.mie) === 0`;
+    const src = `
+"use strict";
+return function unit(h, xi, budget) {
+  const ic0 = h.icount;
+  const epoch = h.codeEpoch;
+  let n = 0, k = 0, kb = 0, next = h.pc, pc = 0;
+  try {
+    for (;;) {
+      pc = next;
+      switch (pc) {
+        ${cases.join('\n        ')}
+        default:
+          h.pc = pc;
+          h.icount = ic0 + n;
+          return;
+      }
+      if (next === next && ${loopOk} && (${[...starts].map((st) => `next === ${st}`).join(' || ')})) continue;
+      h.pc = next;
+      h.icount = ic0 + n;
+      return;
+    }
+  } catch (e) {
+    if (e === H.TRAP) { h.pc = P[k]; h.icount = ic0 + n + kb; }
+    throw e;
+  }
+};`;
+    const factory = new Function('H', 'I', 'P', 'ea64', src) as (h: typeof helpers, i: readonly Insn[], p: readonly number[], e: typeof ea64) => BlockFn;
+    return factory(helpers, allInsns, allPcs, ea64);
+  }
+
+  /**
+   * Code of one entry inside the unit's switch, labelled `blk`. Leaving it sets `next` and adds the
+   * instructions retired to `n`; an exit to a non-entry pc or a stop returns from the unit.
+   * Instruction i of the entry is I[offset + i] / P[offset + i].
+   */
+  private blockBody(xlen: 32 | 64, insns: readonly Insn[], pcs: readonly number[], offset: number): string {
     const len = insns.length;
     const body: string[] = [];
     const R = (r: number): string => `xi[${2 * r}]`;
@@ -128,14 +211,13 @@ export class RiscvJit {
     const ea = (rs1: number, imm: number): string =>
       xlen === 32 ? `((${R(rs1)} + ${imm}) >>> 0)` : `ea64(h, xi, ${rs1}, ${imm})`;
     const publish = (i: number): void => {
-      body.push(`k = ${i}; h.icount = ic0 + n + ${i};`);
+      body.push(`k = ${offset + i}; kb = ${i}; h.icount = ic0 + n + ${i};`);
     };
     // After an access that may have reached a device (MMIO sets stopRequested), leave right after the
     // instruction, as the interpreter does: an interrupt it raised is taken at the same instruction.
     const stopCheck = (i: number, next: number): void => {
       body.push(`if (h.stopRequested) { n += ${i + 1}; h.pc = ${next}; h.icount = ic0 + n; return; }`);
     };
-    const LOOP_OK = `budget - n >= ${len} && !h.stopRequested && h.codeEpoch === epoch && ((h.mipSw | h.mipHw) & h.mie) === 0`;
     let terminal = false;
     for (let i = 0; i < len; i++) {
       const I = insns[i]!;
@@ -161,7 +243,7 @@ export class RiscvJit {
             body.push(`next = ((${R(rs1)} + ${imm}) & ~1) >>> 0;`);
           } else {
             // Wild targets (beyond ±2^52) go back to the interpreter, which handles them exactly.
-            body.push(`{ const hi = ${RH(rs1)}; if (hi < -0x100000 || hi >= 0x100000) { h.pc = ${pc}; h.icount = ic0 + n + ${i}; return; }`);
+            body.push(`{ const hi = ${RH(rs1)}; if (hi < -0x100000 || hi >= 0x100000) { n += ${i}; h.pc = ${pc}; h.icount = ic0 + n; return; }`);
             body.push(`let t = hi * 4294967296 + (${R(rs1)} >>> 0) + ${imm}; t -= ((t % 2) + 2) % 2; next = t; }`);
           }
           setConst(rd, next);
@@ -185,9 +267,8 @@ export class RiscvJit {
             body.push(`next = (${cond}) ? ${target} : ${next};`);
             terminal = true;
           } else {
-            // Side exit; a taken branch back to the block start loops inside the function.
-            const loop = target === start ? `if (${LOOP_OK}) continue; ` : '';
-            body.push(`if (${cond}) { n += ${i + 1}; ${loop}h.pc = ${target}; h.icount = ic0 + n; return; }`);
+            // Side exit: back to the unit's dispatch loop, which continues if the target is an entry.
+            body.push(`if (${cond}) { n += ${i + 1}; next = ${target}; break blk; }`);
           }
           break;
         }
@@ -318,10 +399,10 @@ export class RiscvJit {
           publish(i);
           if (I.op >= Op.FLW && I.op <= Op.FLE) {
             // F/D: straight to the FP unit (it never changes pc).
-            body.push(`h.fpOp(I[${i}]);`);
+            body.push(`h.fpOp(I[${offset + i}]);`);
           } else {
             // Everything else that cannot change control flow or privilege: the interpreter's own code.
-            body.push(`h.pc = ${pc}; h.execute(I[${i}]);`);
+            body.push(`h.pc = ${pc}; h.execute(I[${offset + i}]);`);
           }
           stopCheck(i, next);
           break;
@@ -329,28 +410,8 @@ export class RiscvJit {
     }
     const last = insns[len - 1]!;
     if (!terminal) body.push(`next = ${pcPlus(pcs[len - 1]!, last.len)};`);
-    const src = `
-"use strict";
-return function block(h, xi, budget) {
-  const ic0 = h.icount;
-  const epoch = h.codeEpoch;
-  let n = 0, k = 0, next = 0;
-  try {
-    for (;;) {
-      ${body.join('\n      ')}
-      n += ${len};
-      if (next === ${start} && ${LOOP_OK}) continue;
-      h.pc = next;
-      h.icount = ic0 + n;
-      return;
-    }
-  } catch (e) {
-    if (e === H.TRAP) { h.pc = P[k]; h.icount = ic0 + n + k; }
-    throw e;
-  }
-};`;
-    const factory = new Function('H', 'I', 'P', 'ea64', src) as (h: typeof helpers, i: readonly Insn[], p: readonly number[], e: typeof ea64) => BlockFn;
-    return factory(helpers, insns, pcs, ea64);
+    body.push(`n += ${len};`);
+    return body.join('\n');
   }
 }
 
