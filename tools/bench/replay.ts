@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConsoleCapture } from '../../src/engine/hw/virt/console-script.js';
-import { parseLog } from '../../src/replay/log-format.js';
+import { encodeRecord, parseLog } from '../../src/replay/log-format.js';
 import { Player } from '../../src/replay/player.js';
 import { MemorySink, Recorder } from '../../src/replay/recorder.js';
 import { captureState } from '../../src/replay/state.js';
@@ -115,6 +115,7 @@ function measure(): BenchResult[] {
     const result = new Player(run, log).run();
     const playMs = performance.now() - start;
     run.close();
+    const inputBytes = log.records.filter((r) => r.type === 'input').reduce((n, r) => n + encodeRecord(r).length, 0);
     const ok = result.divergence === null && result.finalTrace === recordDigest && recordDigest === plainDigest;
     const note = `${w.name}, ${(icount / 1e6).toFixed(1)} M instructions, ${stats.checkpoints} checkpoints${ok ? '' : ' (DIGEST MISMATCH)'}`;
     return [
@@ -122,6 +123,7 @@ function measure(): BenchResult[] {
       { name: 'replay: record overhead vs plain run', value: ((recordMs - plainMs) / plainMs) * 100, unit: '%', note: 'aim < 5%' },
       { name: 'replay: play time / record time', value: playMs / recordMs, unit: 'x', note: 'below 1 = play faster than record' },
       { name: 'replay: log bytes per input', value: stats.bytes / Math.max(1, inputs), unit: 'B', note: `${stats.bytes} bytes for ${inputs} inputs, checkpoints included` },
+      { name: 'replay: bytes per input record', value: inputBytes / Math.max(1, inputs), unit: 'B', note: 'frame (length + CRC) + msgpack (point, channel, kind, data)' },
       { name: 'replay: checkpoint capture (regs, devices, RAM)', value: checkpointMs, unit: 'ms', note: `${w.spec.memoryBytes >> 20} MiB RAM compared page by page` },
     ];
   } finally {
