@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MemorySink, Recorder } from '../../src/replay/recorder.js';
 import { encodeRecord, frame, parseLog, type LogRecord, LOG_PREAMBLE_BYTES } from '../../src/replay/log-format.js';
@@ -123,5 +124,18 @@ describe('kernel-level record/replay', () => {
     expect(result.checkpoints).toBe(log.records.filter((r) => r.type === 'checkpoint').length);
     expect(frame(new Uint8Array([1])).length).toBe(9);
     }
+  });
+
+  it('property: any seed and any host timing records a run that replays exactly', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 1000 }), fc.integer({ min: 0, max: 1_000_000 }), fc.integer({ min: 1, max: 64 }), (seed, hostSeed, interval) => {
+        const rec = record(seed, hostSeed, { events: true, interval });
+        const { session, result } = play(rec.bytes, seed);
+        expect(result.divergence, result.divergence ? formatDivergence(result.divergence) : '').toBeNull();
+        expect(result.finalTrace).toBe(rec.session.loop.trace.digestHex());
+        expect(session.output).toEqual(rec.session.output);
+      }),
+      { numRuns: 40 },
+    );
   });
 });
