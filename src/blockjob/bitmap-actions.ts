@@ -1,3 +1,4 @@
+import { assert } from '../engine/assert.js';
 import type { Co } from '../engine/coroutine.js';
 import type { MainLoop } from '../engine/main-loop.js';
 import { BlockError } from '../block/error.js';
@@ -127,20 +128,30 @@ export function blockDirtyBitmapMerge(env: TransactionEnv, data: BitmapMergeData
 
 interface AddState {
   prepared: boolean;
-  bitmap: BdrvDirtyBitmap | null;
+  data: BitmapAddData | null;
 }
 
 const addAction: ActionDriver<BitmapAddData, AddState> = {
   type: 'block-dirty-bitmap-add',
   grouped: false,
-  newState: () => ({ prepared: false, bitmap: null }),
+  newState: () => ({ prepared: false, data: null }),
   prepare(ctx: ActionContext, data, state) {
-    state.bitmap = blockDirtyBitmapAdd(ctx.env, data);
+    blockDirtyBitmapAdd(ctx.env, data);
+    state.data = data;
     state.prepared = true;
   },
-  abort(_ctx, state) {
-    // The bitmap was created in prepare: an aborted transaction takes it away again.
-    if (state.prepared && state.bitmap !== null && state.bitmap.bs !== null) bdrvReleaseDirtyBitmap(state.bitmap);
+  abort(ctx, state) {
+    // The bitmap was created in prepare: an aborted transaction takes it away again. By name, as
+    // QEMU's qmp_block_dirty_bitmap_remove: a backup of this transaction that used the bitmap
+    // (aborted before us, actions abort in reverse) may have replaced the object with its
+    // successor (bitmap-mode=always abdicates), and that one carries the name now.
+    if (!state.prepared || state.data === null) return;
+    try {
+      blockDirtyBitmapRemove(ctx.env, state.data);
+    } catch (error) {
+      assert(!(error instanceof BlockError), () => `bitmap '${state.data!.name}' added by the transaction cannot be removed on abort: ${(error as Error).message}`);
+      throw error;
+    }
   },
 };
 

@@ -140,7 +140,7 @@ export function runTransaction(env: TransactionEnv, actions: readonly ActionSpec
   const mode = properties['completion-mode'] ?? 'individual';
   if (mode !== 'individual') {
     for (const driver of drivers) {
-      if (!driver.grouped) throw new JobError(`Action '${driver.type}' does not support transaction property completion-mode = ${mode}`);
+      if (!driver.grouped) throw new JobError(`Action '${driver.type}' does not support Transaction property completion-mode = ${mode}`);
     }
   }
   const serial = (txnSerials.get(env.jobs) ?? 0) + 1;

@@ -103,7 +103,7 @@ describe('transaction engine', () => {
     rig.nullNode('src', MiB);
     const log = phases();
     const error = refusal(() => runTransaction(rig!.env, [{ type: 'block-dirty-bitmap-add', data: { node: 'src', name: 'x' } }], { 'completion-mode': 'grouped' }));
-    expect(error.message).toBe("Action 'block-dirty-bitmap-add' does not support transaction property completion-mode = grouped");
+    expect(error.message).toBe("Action 'block-dirty-bitmap-add' does not support Transaction property completion-mode = grouped");
     expect(log).toEqual([]);
   });
 
