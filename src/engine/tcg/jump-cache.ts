@@ -92,10 +92,16 @@ export class CodePages {
   private readonly bits = new Uint8Array((2 ** 32 + 2 ** 31) / 4096);
   private readonly ranges = new Map<number, number[]>();
 
-  /** Records that [paddr, paddr+len) (within one page) holds translated code. */
-  mark(paddr: number, len: number): void {
+  /** True if the page starting at `pagePaddr` holds translated code. */
+  pageHasCode(pagePaddr: number): boolean {
+    return this.bits[Math.floor(pagePaddr / 4096)] === 1;
+  }
+
+  /** Records that [paddr, paddr+len) (within one page) holds translated code; true if the page is new. */
+  mark(paddr: number, len: number): boolean {
     const page = Math.floor(paddr / 4096);
-    if (!this.covers(page)) return;
+    if (!this.covers(page)) return false;
+    const fresh = this.bits[page] !== 1;
     this.bits[page] = 1;
     let list = this.ranges.get(page);
     if (list === undefined) {
@@ -103,6 +109,7 @@ export class CodePages {
       this.ranges.set(page, list);
     }
     list.push(paddr, paddr + len);
+    return fresh;
   }
 
   /** True if [paddr, paddr+len) overlaps translated code. */

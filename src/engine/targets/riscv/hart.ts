@@ -32,7 +32,7 @@ export interface HartJit {
     readonly blocks: ({ readonly len: number; readonly fn: (h: RiscvHart, xi: Int32Array, budget: number) => void } | undefined)[];
     touch(pc: number): boolean;
   };
-  readonly codePages: { hit(paddr: number, len: number): boolean };
+  readonly codePages: { hit(paddr: number, len: number): boolean; pageHasCode(pagePaddr: number): boolean };
   compile(h: RiscvHart, pc: number): unknown;
   flush(): void;
 }
@@ -222,6 +222,8 @@ export class RiscvHart {
   private readonly tlbTag = new Float64Array(TLB_SIZE * 3).fill(NaN);
   private readonly tlbPage = new Float64Array(TLB_SIZE * 3);
   private readonly tlbBlock = new Int32Array(TLB_SIZE * 3);
+  /** Offset of the page inside its RAM block's bytes (valid when tlbBlock >= 0). */
+  private readonly tlbOff = new Float64Array(TLB_SIZE * 3);
   private readonly blocks: RamBlock[] = [];
   private readonly views: DataView[] = [];
   private readonly blockIndex = new Map<RamBlock, number>();
@@ -274,6 +276,11 @@ export class RiscvHart {
     this.recomputePmp();
     this.resValid = false;
     this.flushTlb();
+  }
+
+  /** A page now holds translated code: its direct-store TLB entries must go (see translate()). */
+  dropStoreTlb(): void {
+    this.tlbTag.fill(NaN, 2 * TLB_SIZE, 3 * TLB_SIZE);
   }
 
   /** Connects a translator: hot code then runs as generated JavaScript. */
@@ -496,7 +503,7 @@ export class RiscvHart {
       const idx = this.tlbBlock[slot]!;
       if (idx >= 0) {
         const view = this.views[idx]!;
-        const o = this.tlbPage[slot]! - this.blocks[idx]!.base + off;
+        const o = this.tlbOff[slot]! + off;
         this.fi[rd * 2] = view.getInt32(o, true);
         this.fi[rd * 2 + 1] = view.getInt32(o + 4, true);
         return;
@@ -671,9 +678,13 @@ export class RiscvHart {
       if (block !== undefined && block.base <= paPage && paPage + PAGE <= block.base + block.sizeBytes && !(access === Access.Store && block.readonly)) {
         idx = this.ramIndex(block);
       }
+      // Stores to pages holding translated code take the slow path, which checks for invalidation
+      // (QEMU's TLB_NOTDIRTY); everything else writes straight into RAM.
+      if (idx >= 0 && access === Access.Store && this.jit !== null && this.jit.codePages.pageHasCode(paPage)) idx = -1;
       this.tlbTag[slot] = vpn;
       this.tlbPage[slot] = paPage;
       this.tlbBlock[slot] = idx;
+      if (idx >= 0) this.tlbOff[slot] = paPage - this.blocks[idx]!.base;
     }
     return pa;
   }
@@ -843,7 +854,7 @@ export class RiscvHart {
     const off = va - vpn * PAGE;
     if (this.tlbTag[slot] === vpn) {
       const idx = this.tlbBlock[slot]!;
-      if (idx >= 0) return this.views[idx]!.getUint16(this.tlbPage[slot]! - this.blocks[idx]!.base + off, true);
+      if (idx >= 0) return this.views[idx]!.getUint16(this.tlbOff[slot]! + off, true);
     }
     const pa = this.translate(va, Access.Fetch);
     const block = this.memory.ramAt(pa);
@@ -865,7 +876,7 @@ export class RiscvHart {
       const idx = this.tlbBlock[slot]!;
       if (idx >= 0) {
         const view = this.views[idx]!;
-        const o = this.tlbPage[slot]! - this.blocks[idx]!.base + off;
+        const o = this.tlbOff[slot]! + off;
         return size === 4 ? view.getUint32(o, true) : size === 2 ? view.getUint16(o, true) : view.getUint8(o);
       }
     }
@@ -913,7 +924,7 @@ export class RiscvHart {
     const off = va - vpn * PAGE;
     if (this.tlbTag[slot] === vpn && off + 8 <= PAGE) {
       const idx = this.tlbBlock[slot]!;
-      if (idx >= 0) return this.views[idx]!.getBigUint64(this.tlbPage[slot]! - this.blocks[idx]!.base + off, true);
+      if (idx >= 0) return this.views[idx]!.getBigUint64(this.tlbOff[slot]! + off, true);
     }
     if (!Number.isNaN(va) && (va % PAGE) + 8 > PAGE) {
       const lo = this.loadN(va, 4);
@@ -946,7 +957,7 @@ export class RiscvHart {
       const idx = this.tlbBlock[slot]!;
       if (idx >= 0) {
         const view = this.views[idx]!;
-        const o = this.tlbPage[slot]! - this.blocks[idx]!.base + off;
+        const o = this.tlbOff[slot]! + off;
         const lo = view.getInt32(o, true);
         const hi = view.getInt32(o + 4, true);
         if (rd !== 0) {
@@ -970,11 +981,10 @@ export class RiscvHart {
       if (idx >= 0) {
         const block = this.blocks[idx]!;
         const view = this.views[idx]!;
-        const o = this.tlbPage[slot]! - block.base + off;
+        const o = this.tlbOff[slot]! + off;
         view.setInt32(o, lo, true);
         view.setInt32(o + 4, hi, true);
         if (block.onWrite !== undefined) block.onWrite(o, 8);
-        if (this.onCodeWrite !== null) this.onCodeWrite(block.base + o, 8);
         return;
       }
     }
@@ -990,12 +1000,11 @@ export class RiscvHart {
       if (idx >= 0) {
         const view = this.views[idx]!;
         const block = this.blocks[idx]!;
-        const o = this.tlbPage[slot]! - block.base + off;
+        const o = this.tlbOff[slot]! + off;
         if (size === 4) view.setUint32(o, value >>> 0, true);
         else if (size === 2) view.setUint16(o, value & 0xffff, true);
         else view.setUint8(o, value & 0xff);
         if (block.onWrite !== undefined) block.onWrite(o, size);
-        if (this.onCodeWrite !== null) this.onCodeWrite(block.base + o, size);
         return;
       }
     }
@@ -1038,10 +1047,9 @@ export class RiscvHart {
       const idx = this.tlbBlock[slot]!;
       if (idx >= 0) {
         const block = this.blocks[idx]!;
-        const o = this.tlbPage[slot]! - block.base + off;
+        const o = this.tlbOff[slot]! + off;
         this.views[idx]!.setBigUint64(o, BigInt.asUintN(64, value), true);
         if (block.onWrite !== undefined) block.onWrite(o, 8);
-        if (this.onCodeWrite !== null) this.onCodeWrite(block.base + o, 8);
         return;
       }
     }

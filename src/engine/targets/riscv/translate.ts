@@ -111,7 +111,7 @@ export class RiscvJit {
       this.rejected.add(pc);
       return undefined;
     }
-    this.codePages.mark(paStart, paEnd - paStart);
+    if (this.codePages.mark(paStart, paEnd - paStart)) h.dropStoreTlb();
     this.compiled++;
     // Larger units: every hot entry of a (virtual page, privilege) lives in one function, so jumps
     // between them stay inside it and V8 optimizes one hot function instead of many cold ones.
