@@ -10,7 +10,7 @@ import { CommandTable, type MonitorVm } from '../monitor/command.js';
 import { blockCommands, checkFilenames } from '../monitor/commands/block.js';
 import { coreCommands } from '../monitor/commands/core.js';
 import { hmpCommands } from '../monitor/commands/hmp.js';
-import { jobCommands, mirrorCommands, streamCommitCommands } from '../monitor/commands/jobs.js';
+import { driveMirrorCommands, jobCommands, mirrorCommands, streamCommitCommands } from '../monitor/commands/jobs.js';
 import { transactionCommands } from '../monitor/commands/transaction.js';
 import { QmpError } from '../monitor/errors.js';
 import type { JsonObject } from '../monitor/json-value.js';
@@ -78,7 +78,7 @@ export class Vm implements MonitorVm {
     this.jobs = new JobManager(this.loop, this.events);
     const env: TransactionEnv = { graph: this.graph, jobs: this.jobs, legacyStartInPrepare: options.legacyStartInPrepare === true };
     this.services.set('block', this.graph).set('jobs', this.jobs).set('txn-env', env);
-    this.table.register(...coreCommands(this.table), ...blockCommands(), ...jobCommands(), ...mirrorCommands(), ...streamCommitCommands(), ...transactionCommands(), ...hmpCommands());
+    this.table.register(...coreCommands(this.table), ...blockCommands(), ...jobCommands(), ...mirrorCommands(), ...driveMirrorCommands(), ...streamCommitCommands(), ...transactionCommands(), ...hmpCommands());
     this.direct = new QmpServer(this, this.table, { name: 'direct' });
     for (const spec of config.monitors) {
       const server = new QmpServer(this, this.table, { name: spec.name, limits: options.qmpLimits });

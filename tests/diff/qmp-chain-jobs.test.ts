@@ -71,6 +71,15 @@ const CASES: Record<string, (dir: string) => Step[]> = {
     { cmd: 'block-stream', args: { 'job-id': 's', device: 'snap' } },
     { cmd: 'blockdev-del', args: { 'node-name': 'base' } },
   ],
+  'drive-mirror': (dir) => [
+    { cmd: 'blockdev-add', args: { driver: 'null-co', 'node-name': 'src', size: 1024 * 1024 } },
+    { cmd: 'drive-mirror', args: { 'job-id': 'm', device: 'src', target: join(dir, 'missing.raw'), sync: 'full', mode: 'existing', format: 'raw' } },
+    { cmd: 'drive-mirror', args: { 'job-id': 'm', device: 'src', target: join(dir, 'tgt.raw'), sync: 'full', mode: 'existing', format: 'raw', 'node-name': 'mt' } },
+    { wait: 'BLOCK_JOB_READY', match: { device: 'm' } },
+    { cmd: 'job-complete', args: { id: 'm' } },
+    { wait: 'JOB_STATUS_CHANGE', match: { id: 'm', status: 'null' } },
+    { cmd: 'query-block-jobs' },
+  ],
   'block-commit (intermediate)': (dir) => [
     ...nodes(dir),
     { cmd: 'block-commit', args: { 'job-id': 'c', device: 'top', 'top-node': 'base', 'base-node': 'mid' } },

@@ -2,6 +2,7 @@ import { type Job, startJob } from '../../blockjob/job.js';
 import { type BlockdevMirrorArgs, mirrorJobCreate } from '../../blockjob/mirror.js';
 import { type BlockStreamArgs, streamJobCreate } from '../../blockjob/stream.js';
 import { type BlockCommitArgs, commitJobCreate } from '../../blockjob/commit.js';
+import { openDriveBackupTarget } from '../../blockjob/drive-backup.js';
 import { QmpError } from '../errors.js';
 import { type CommandDef, defineCommand } from '../command.js';
 import { bool, enumOf, int, str, struct, uint32 } from '../schema.js';
@@ -106,6 +107,70 @@ export function streamCommitCommands(): CommandDef[] {
         refuseUnsupported(args, ['base', 'top', 'backing-file', 'filter-node-name'], 'block-commit');
         const env = blockEnv(vm);
         startJob(commitJobCreate(env.jobs, env.graph, args) as Job);
+      },
+    }),
+  ];
+}
+
+const driveMirrorArgs = struct({
+  'job-id?': str,
+  device: str,
+  target: str,
+  'format?': str,
+  'node-name?': str,
+  'replaces?': str,
+  sync: enumOf('top', 'full', 'none', 'incremental', 'bitmap'),
+  'mode?': enumOf('existing', 'absolute-paths'),
+  'speed?': int,
+  'granularity?': uint32,
+  'buf-size?': int,
+  'on-source-error?': onErrorEnum,
+  'on-target-error?': onErrorEnum,
+  'unmap?': bool,
+  'copy-mode?': enumOf('background', 'write-blocking'),
+  'auto-finalize?': bool,
+  'auto-dismiss?': bool,
+});
+
+type DriveMirrorArgs = BlockdevMirrorArgs & { format?: string; 'node-name'?: string; replaces?: string; mode?: 'existing' | 'absolute-paths'; unmap?: boolean };
+
+/**
+ * drive-mirror: opens (or, mode absolute-paths, creates) the target file as an implicit node, then
+ * mirrors onto it like blockdev-mirror; the implicit target is closed when the job goes away.
+ */
+export function driveMirrorCommands(): CommandDef[] {
+  return [
+    defineCommand<DriveMirrorArgs>({
+      name: 'drive-mirror',
+      args: driveMirrorArgs,
+      run: ({ vm }, args) => {
+        const env = blockEnv(vm);
+        if (args.sync !== 'full' && args.sync !== 'top' && args.sync !== 'none') throw new QmpError(`Sync mode '${String(args.sync)}' not supported`);
+        refuseUnsupported(args as unknown as Record<string, unknown>, ['replaces'], 'drive-mirror');
+        vm.paths.check(args.target);
+        const bs = env.graph.lookupBs(args.device, args.device);
+        const nodeName = args['node-name'];
+        const open = (options: Record<string, unknown>) => env.graph.blockdevAdd(nodeName !== undefined ? { ...options, 'node-name': nodeName } : options, { monitorOwned: false });
+        const target = openDriveBackupTarget(open, bs, { device: args.device, target: args.target, sync: args.sync, format: args.format, mode: args.mode });
+        const closeTarget = () => {
+          if (!target.closed && target.parents.length === 0) env.jobs.loop.spawn('drive-mirror-close', env.graph.coCloseTree(target));
+        };
+        let job: Job;
+        try {
+          const { format: _f, 'node-name': _n, replaces: _r, mode: _m, unmap: _u, ...mirror } = args;
+          job = mirrorJobCreate(env.jobs, env.graph, { ...mirror, target: target.nodeName }) as Job;
+        } catch (error) {
+          closeTarget();
+          throw error;
+        }
+        const off = env.jobs.observe({
+          transition(j, _from, to) {
+            if (j !== job || to !== 'null') return;
+            off();
+            closeTarget();
+          },
+        });
+        startJob(job);
       },
     }),
   ];

@@ -82,6 +82,7 @@ describe('--allow-path', () => {
       const escape = { 'job-id': 'd', device: 'src', target: join(inside, 'dirlink', 'copy.raw'), sync: 'full', mode: 'existing' };
       expect(vm.qmp('drive-backup', escape)).toMatchObject({ error: { desc: expect.stringMatching(/outside the allowed directories/) } });
       expect(vm.qmp('transaction', { actions: [{ type: 'drive-backup', data: escape }] })).toMatchObject({ error: { desc: expect.stringMatching(/outside the allowed directories/) } });
+      expect(vm.qmp('drive-mirror', { ...escape, 'job-id': 'm' })).toMatchObject({ error: { desc: expect.stringMatching(/outside the allowed directories/) } });
       expect(vm.execute('query-jobs')).toEqual([]);
       expect(new PathPolicy([], root).confined).toBe(false);
     } finally {
