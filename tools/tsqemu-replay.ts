@@ -123,7 +123,7 @@ export interface PlayOutcome {
 }
 
 /** Plays a log on a freshly built board; `echo` receives the guest's UART output as it happens. */
-export async function playLog(log: ParsedLog, options: { until?: number; echo?: (bytes: Uint8Array) => void; inspect?: (run: VirtRun) => void }): Promise<PlayOutcome> {
+export async function playLog(log: ParsedLog, options: { until?: number; echo?: (bytes: Uint8Array) => void; inspect?: (run: VirtRun) => void; checkEvents?: boolean }): Promise<PlayOutcome> {
   if (log.header.machine !== 'virt') {
     throw new CliError(`this log was recorded by 'tsqemu ... -icount rr=record' (machine ${log.header.machine}); play it with the same command line and rr=replay,rrfile=FILE`);
   }
@@ -133,7 +133,7 @@ export async function playLog(log: ParsedLog, options: { until?: number; echo?: 
   const run = buildVirtRun(spec, capture);
   const warnings = checkCompatible(log.header, { machineDigest: virtSpecDigest(spec), disks: run.disks }).map((e) => e.message);
   try {
-    const player = new Player(run, log, { until: options.until });
+    const player = new Player(run, log, { until: options.until, checkEvents: options.checkEvents });
     for (;;) {
       const result = player.advance(5000);
       if (result !== null) {
@@ -154,11 +154,11 @@ function summary(outcome: PlayOutcome, log: ParsedLog): string {
   return `${r.point.icount} instructions, ${r.inputs} inputs, ${r.checkpoints} checkpoints, ${r.events} events checked, ${log.sizeBytes} log bytes; ${match}`;
 }
 
-async function play(path: string, until: number | undefined, serial: 'stdio' | 'null', verify: boolean): Promise<number> {
+async function play(path: string, until: number | undefined, serial: 'stdio' | 'null', verify: boolean, checkEvents = true): Promise<number> {
   const log = loadLog(path);
   if (log.tail !== null) process.stderr.write(`${PROG}: warning: ${path} is cut short at offset ${log.tail.offset} (${log.tail.reason}); playing up to its last complete record\n`);
   const echo = serial === 'stdio' ? fdOutput(1).write : undefined;
-  const outcome = await playLog(log, { until, echo });
+  const outcome = await playLog(log, { until, echo, checkEvents });
   for (const warning of outcome.warnings) process.stderr.write(`${PROG}: warning: ${warning}\n`);
   const d = outcome.result.divergence;
   if (d !== null) {
@@ -262,9 +262,9 @@ async function main(): Promise<number> {
     .command(
       'play <log>',
       'play a recording back (stdin is not read)',
-      (y) => y.positional('log', { type: 'string', demandOption: true }).option('until', { type: 'number', describe: 'stop at this instruction count' }).option('serial', { choices: ['stdio', 'null'] as const, default: 'stdio' as const }),
+      (y) => y.positional('log', { type: 'string', demandOption: true }).option('until', { type: 'number', describe: 'stop at this instruction count' }).option('serial', { choices: ['stdio', 'null'] as const, default: 'stdio' as const }).option('events', { type: 'boolean', default: true, describe: 'check logged events as extra checkpoints (--no-events skips them)' }),
       async (a) => {
-        code = await play(a.log, a.until, a.serial, false);
+        code = await play(a.log, a.until, a.serial, false, a.events);
       },
     )
     .command(
