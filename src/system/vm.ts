@@ -37,7 +37,11 @@ export interface VmEvent {
 }
 
 export interface CreateVmOptions {
-  /** Working directory relative paths resolve against (default: the process's). */
+  /**
+   * Directory --allow-path resolves relative file names against. The block layer opens relative
+   * names against the process's directory, so anything else is only sound with absolute names.
+   * Default: the process's working directory.
+   */
   readonly cwd?: string;
   /** TEST-ONLY: transactions start backup jobs in prepare (QEMU before 2016); see TransactionEnv. */
   readonly legacyStartInPrepare?: boolean;

@@ -43,7 +43,8 @@ describe('QMP robustness', () => {
     );
     fc.assert(
       fc.property(fc.array(fc.oneof(shaped, shaped, fc.tuple(fc.constantFrom(...names), args)), { minLength: 1, maxLength: 10 }), (calls) => {
-        const vm = createVm({ startStopped: true });
+        // Confined to a directory that does not exist: drive-backup/-mirror targets are never created.
+        const vm = createVm({ startStopped: true, allowPaths: ['/nonexistent/tsqemu-robustness'] });
         vm.execute('blockdev-add', { driver: 'null-co', 'node-name': 'n0', size: 1 << 20 });
         vm.execute('blockdev-add', { driver: 'null-co', 'node-name': 'n1', size: 1 << 20 });
         for (const [name, a] of calls) {

@@ -74,7 +74,7 @@ describe('--allow-path', () => {
       expect(() => policy.check(join(inside, '..', 'out', 'secret.img'))).toThrow(/outside/);
       expect(() => policy.check(join(inside, 'link.img'))).toThrow(/outside/);
       expect(() => policy.check(join(inside, 'dirlink', 'new.img'))).toThrow(/outside/);
-      const vm = createVm({ allowPaths: [inside] }, { cwd: root });
+      const vm = createVm({ allowPaths: [inside] });
       expect(vm.qmp('blockdev-add', { driver: 'file', 'node-name': 'f', filename: join(inside, 'link.img') })).toEqual({ error: { class: 'GenericError', desc: `Could not open '${join(inside, 'link.img')}': path is outside the allowed directories (--allow-path)` } });
       expect(vm.qmp('blockdev-add', { driver: 'raw', 'node-name': 'r', file: { driver: 'file', filename: '../out/secret.img' } })).toMatchObject({ error: { class: 'GenericError' } });
       expect(vm.graph.nodes.size).toBe(0);
