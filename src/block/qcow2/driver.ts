@@ -371,6 +371,28 @@ export const qcow2Driver: BlockDriver = {
     return below.drv.getAllocatedFileSize?.(below) ?? -Errno.ENOTSUP;
   },
 
+  reopenReadOnly(bs: BlockDriverState, readOnly: boolean): BlockError | null {
+    // The graph reopens the file child first when going read-write (last when going read-only).
+    const img = state(bs).img;
+    const persistent = bs.dirtyBitmaps.filter((b) => b.persistent);
+    if (readOnly && !img.readOnly && persistent.length > 0) {
+      // qcow2_reopen_bitmaps_ro: the bitmaps are stored (not in use) before the image turns
+      // read-only, since close will not write them any more.
+      if (bs.loop.current !== null) return new BlockError('Cannot store persistent dirty bitmaps while reopening read-only from a coroutine');
+      try {
+        const list = persistentFromNode(bs, false, null);
+        bs.loop.runCoroutine('qcow2-reopen-ro', img.withLock(() => storeBitmaps(img, list)));
+      } catch (e) {
+        if (e instanceof ImageError) return new BlockError(`Failed to store persistent dirty bitmaps: ${e.message}`);
+        throw e;
+      }
+    }
+    const refused = img.setReadOnly(readOnly);
+    if (refused !== null) return new BlockError(refused.message, 'GenericError', Errno[refused.errno]);
+    for (const b of persistent) b.readonly = readOnly;
+    return null;
+  },
+
   childPerms(bs, _child, role, parentPerm, parentShared) {
     return defaultChildPerms(bs, role, parentPerm, parentShared);
   },

@@ -99,7 +99,7 @@ export class Qcow2Image implements RefcountHost {
   private constructor(
     readonly io: ByteIO,
     readonly header: Qcow2Header,
-    readonly readOnly: boolean,
+    private ro: boolean,
     private readonly onMessage: (line: string) => void,
   ) {
     this.clusterBits = header.clusterBits;
@@ -111,6 +111,23 @@ export class Qcow2Image implements RefcountHost {
 
   get sizeBytes(): number {
     return this.header.sizeBytes;
+  }
+
+  /** Opened (or reopened) read-only: metadata and data writes are refused. */
+  get readOnly(): boolean {
+    return this.ro;
+  }
+
+  /**
+   * The I/O-free part of qcow2_reopen_prepare/commit for `read-only`: going read-write is refused
+   * for a corrupt image (as opening it read-write is); going read-only needs no flush because
+   * every metadata update is written through. Returns the refusal, or null.
+   */
+  setReadOnly(readOnly: boolean): ImageError | null {
+    if (readOnly === this.ro) return null;
+    if (!readOnly && (this.corrupt || this.broken)) return new ImageError('EACCES', 'qcow2: Image is corrupt; cannot be opened read/write');
+    this.ro = readOnly;
+    return null;
   }
 
   get version(): 2 | 3 {
