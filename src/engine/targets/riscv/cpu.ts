@@ -16,7 +16,7 @@ export interface RiscvCpuOptions extends Omit<HartOptions, 'readTime'> {
 }
 
 /** Instructions between checks of the input gate inside a slice. */
-const GATE_CHECK_INSNS = 4096;
+const GATE_CHECK_INSNS = 65536;
 
 /**
  * The main loop's view of a RISC-V hart: runs it in slices, keeps virtual time exactly equal to the
