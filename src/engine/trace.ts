@@ -21,6 +21,13 @@ export interface TraceEventMap {
 
 export type TraceEventName = keyof TraceEventMap;
 
+/**
+ * Events kept in the ring for people but left out of the digest: they describe how the host
+ * sliced the run (a time jump lands wherever a `runUntil` limit happened to fall), not what the
+ * emulated system did, so two runs that differ only in slicing keep the same digest.
+ */
+const UNDIGESTED: ReadonlySet<string> = new Set(['loop.time-jump']);
+
 export interface TraceEvent {
   readonly seq: number;
   readonly ns: number;
@@ -59,8 +66,10 @@ export class Trace {
 
   emit<K extends TraceEventName>(name: K, fields: TraceEventMap[K]): void {
     const event: TraceEvent = { seq: this.seq++, ns: this.nowNs(), name, fields: fields as TraceFields };
-    this.digest.string(name).number(event.ns);
-    for (const key in event.fields) this.digest.value(event.fields[key]);
+    if (!UNDIGESTED.has(name)) {
+      this.digest.string(name).number(event.ns);
+      for (const key in event.fields) this.digest.value(event.fields[key]);
+    }
     this.ring[this.head] = event;
     this.head = (this.head + 1) % this.capacity;
     if (this.count < this.capacity) this.count++;

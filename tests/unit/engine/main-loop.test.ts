@@ -136,3 +136,16 @@ describe('InputGate', () => {
     expect(got.map((r) => [r.data, r.step])).toEqual([['first', 0], ['{"execute":"x"}', 1]]);
   });
 });
+
+describe('trace digest', () => {
+  it('does not depend on how the host slices idle time', () => {
+    const run = (slices: number[]) => {
+      const loop = new MainLoop();
+      loop.newTimer(ClockType.Virtual, 'late', () => {}).mod(1_000_000);
+      for (const untilNs of slices) loop.runUntilIdle({ untilNs });
+      loop.runUntilIdle();
+      return loop.trace.digestHex();
+    };
+    expect(run([10, 500, 70_000])).toBe(run([]));
+  });
+});
