@@ -128,6 +128,8 @@ async function main(argv: readonly string[]): Promise<number> {
     if (error instanceof UsageError) fail(error.message);
     throw error;
   }
+  // HMP qemu-io prints to the process's stdout, as in QEMU (human-monitor-command returns "").
+  vm.services.set('stdout', (line: string) => process.stdout.write(line + '\n'));
   const endTrace = config.traceFile !== null ? startTrace(vm, config.traceFile) : () => undefined;
   let quitKey = false;
   let machine: MachineSession;
@@ -194,6 +196,8 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   rr?.finish(machine.exitCode !== null ? 'guest poweroff' : 'quit');
   qtest?.close();
+  // qemu_cleanup: jobs cancelled, every node closed (qcow2 metadata, persistent bitmaps stored).
+  vm.shutdown();
   endTrace();
   machine.close();
   for (const server of servers) server.close();

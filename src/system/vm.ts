@@ -22,6 +22,9 @@ import './drivers.js';
 import { UsageError } from './keyval.js';
 import { type VmConfig, defaultVmConfig } from './vm-config.js';
 
+/** Bound on job cancellations at shutdown (each ends or dismisses one job; jobs are bounded). */
+const MAX_SHUTDOWN_JOB_CANCELS = 1 << 16;
+
 /** Machine types tsqemu knows (`-M help`). */
 export const MACHINE_TYPES: Readonly<Record<string, string>> = {
   virt: 'RISC-V VirtIO board',
@@ -67,6 +70,7 @@ export class Vm implements MonitorVm {
   readonly monitors: QmpServer[] = [];
   private readonly direct: QmpServer;
   private quitFlag = false;
+  private shutDown = false;
   private readonly resetHandlers: (() => void)[] = [];
 
   constructor(
@@ -108,6 +112,30 @@ export class Vm implements MonitorVm {
 
   requestQuit(): void {
     this.quitFlag = true;
+  }
+
+  /** True once `shutdown()` ran: the block graph is closed, the VM only answers queries. */
+  get isShutDown(): boolean {
+    return this.shutDown;
+  }
+
+  /**
+   * The block half of QEMU's qemu_cleanup on quit: job_cancel_sync_all() (every job
+   * force-cancelled, concluded ones dismissed, until none is left), then bdrv_close_all(): every
+   * node drained and closed, so qcow2 metadata reaches the image, persistent dirty bitmaps are
+   * stored and the dirty bit is cleared. The tsqemu binary calls it when its main loop ends
+   * (quit, signal, guest poweroff, monitors gone); in-process users (iotests, the fuzzer) call it
+   * instead of dropping the VM. Idempotent; call it from outside the engine.
+   */
+  shutdown(): void {
+    if (this.shutDown) return;
+    assert(this.loop.current === null, 'Vm.shutdown from inside the engine');
+    this.shutDown = true;
+    for (let guard = 0; this.jobs.jobs.length > 0; guard++) {
+      assert(guard < MAX_SHUTDOWN_JOB_CANCELS, 'job_cancel_sync_all does not terminate');
+      this.jobs.jobs[0]!.cancelSync(true);
+    }
+    this.graph.closeAll();
   }
 
   /** Adds what a `system_reset` must reset (the machine builder registers its devices). */

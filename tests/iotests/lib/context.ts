@@ -7,7 +7,7 @@ import type { ImageTools, IoTestContext, Vm } from './test-api.js';
 export interface TargetTools {
   readonly target: 'tsqemu' | 'qemu';
   /** Starts a VM. */
-  launchVm(dir: string, args: readonly string[], log: (value: unknown) => void, seed: number): Promise<Vm>;
+  launchVm(dir: string, args: readonly string[], log: (value: unknown) => void, seed: number, options?: { legacyStartInPrepare?: boolean }): Promise<Vm>;
   /** argv prefix for qemu-img / tsqemu-img and qemu-io / tsqemu-io. */
   readonly img: readonly string[];
   readonly io: readonly string[];
@@ -64,7 +64,7 @@ export function makeContext(tools: TargetTools, dir: string, seed: number, out: 
     dir,
     path: (name) => join(dir, name),
     async launchVm(options = {}) {
-      const vm = await tools.launchVm(dir, options.args ?? [], (value) => log(value), seed);
+      const vm = await tools.launchVm(dir, options.args ?? [], (value) => log(value), seed, { legacyStartInPrepare: options.legacyStartInPrepare });
       vms.push(vm);
       return vm;
     },

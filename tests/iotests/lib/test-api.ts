@@ -53,7 +53,8 @@ export interface IoTestContext {
   readonly dir: string;
   /** Path to a file in the scratch directory. */
   path(name: string): string;
-  launchVm(options?: { args?: readonly string[] }): Promise<Vm>;
+  /** `legacyStartInPrepare` is TEST-ONLY and tsqemu-only: backups start during prepare (pre-2016 QEMU). */
+  launchVm(options?: { args?: readonly string[]; legacyStartInPrepare?: boolean }): Promise<Vm>;
   readonly img: ImageTools;
   /** Runs qemu-io / tsqemu-io commands on an image; logs their output. */
   io(path: string, commands: readonly string[], format?: string): Promise<string>;
