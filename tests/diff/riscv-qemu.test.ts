@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { buildElf, type DiffProgram, haveQemu, programArb, repoPath, runQemu, runTsqemu } from '../../tools/riscv-diff-lib.js';
+import { fcReplayParams } from '../support/fc-params.js';
 
 interface Recorded extends DiffProgram {
   readonly qemu: string;
@@ -34,7 +35,7 @@ describe('RISC-V vs recorded QEMU results', () => {
 
 describe.skipIf(!haveQemu())('RISC-V vs live QEMU (skipped: qemu-system-riscv64 not installed)', () => {
   it('fresh random programs agree with qemu-system-riscv64 -M spike', () => {
-    const params = { numRuns: 15, seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+    const params = { numRuns: 15, ...fcReplayParams() };
     fc.assert(
       fc.property(programArb, (p) => {
         const elf = buildElf(template, p);

@@ -1,10 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BdrvDirtyBitmap } from '../../src/block/dirty-bitmap.js';
+import { fcReplayParams } from '../support/fc-params.js';
 
 // fast-check prints the seed and path of any failure; rerun one with
 //   FC_SEED=<seed> FC_PATH=<path> npx vitest run tests/property/block-dirty-bitmap.test.ts
-const params = { numRuns: 300, seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+const params = { numRuns: 300, ...fcReplayParams() };
 
 type Op =
   | { kind: 'set'; offset: number; bytes: number }

@@ -6,10 +6,11 @@ import { BlockBackend, devicePerms } from '../../src/block/block-backend.js';
 import { BlockGraph } from '../../src/block/graph.js';
 import { bdrvDrainedBegin, bdrvDrainedEnd, bdrvIsBusy } from '../../src/block/io.js';
 import { throttleGroupAdd } from '../../src/block/throttle-groups.js';
+import { fcReplayParams } from '../support/fc-params.js';
 
 // fast-check prints the seed and path of any failure; rerun one with
 //   FC_SEED=<seed> FC_PATH=<path> npx vitest run tests/property/block-drain.test.ts
-const params = { numRuns: 60, seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+const params = { numRuns: 60, ...fcReplayParams() };
 
 const SIZE = 1 << 20;
 

@@ -9,10 +9,11 @@ import { BlockBackend, devicePerms } from '../../src/block/block-backend.js';
 import { BlockGraph } from '../../src/block/graph.js';
 import type { BlockdevOptions } from '../../src/block/options.js';
 import { throttleGroupAdd } from '../../src/block/throttle-groups.js';
+import { fcReplayParams } from '../support/fc-params.js';
 
 // fast-check prints the seed and path of any failure; rerun one with
 //   FC_SEED=<seed> FC_PATH=<path> npx vitest run tests/property/block-io.test.ts
-const params = { numRuns: 40, seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+const params = { numRuns: 40, ...fcReplayParams() };
 
 const SIZE = 64 * 1024;
 const dir = mkdtempSync(join(tmpdir(), 'tsqemu-prop-'));

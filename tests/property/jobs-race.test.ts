@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { commandArb, runScenario, isInvariantFailure, type ScenarioCommand } from '../unit/blockjob/scenario.js';
+import { fcReplayParams } from '../support/fc-params.js';
 
 // Every failure prints fast-check's seed and path; reproduce one with
 //   FC_SEED=<seed> FC_PATH=<path> npx vitest run tests/property/jobs-race.test.ts
@@ -26,7 +27,7 @@ function property(legacy: boolean) {
 
 describe('block jobs and transactions (property, scheduler in external mode)', () => {
   it('invariants hold: legal transitions, refused verbs change nothing, one commit/abort then clean, grouped all-or-none, point-in-time targets, aborted transactions never start or complete jobs', () => {
-    fc.assert(property(false), { numRuns: Number(process.env.FC_RUNS ?? 120), seed, path, endOnFailure: false });
+    fc.assert(property(false), { numRuns: Number(process.env.FC_RUNS ?? 120), ...fcReplayParams(), endOnFailure: false });
   });
 
   it('legacyStartInPrepare: the suite finds the empty-backup race and shrinks it to a few commands', () => {

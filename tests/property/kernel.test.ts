@@ -2,10 +2,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { programArb, runProgram, type Program } from '../support/kernel-programs.js';
 import { replayPolicy } from '../../src/engine/policy.js';
+import { fcReplayParams } from '../support/fc-params.js';
 
 // fast-check prints the seed and path of any failure; rerun one with
 //   npx vitest run tests/property/kernel.test.ts -t '<name>' and FC_SEED=<seed> FC_PATH=<path>
-const params = { numRuns: 150, seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+const params = { numRuns: 150, ...fcReplayParams() };
 
 describe('kernel determinism (property)', () => {
   it('same program, same seed: same log and trace digest', () => {

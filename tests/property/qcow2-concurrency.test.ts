@@ -12,10 +12,11 @@ import { createQcow2 } from '../../src/block/qcow2/create.js';
 import { HostFileIO } from '../../src/block/image/host-file.js';
 import { Qcow2Image } from '../../src/block/qcow2/qcow2.js';
 import { checkQcow2 } from '../../src/block/qcow2/check.js';
+import { fcReplayParams } from '../support/fc-params.js';
 
 // fast-check prints the seed and path of any failure; rerun one with
 //   FC_SEED=<seed> FC_PATH=<path> npx vitest run tests/property/qcow2-concurrency.test.ts
-const params = { numRuns: Number(process.env.FC_RUNS ?? 25), seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+const params = { numRuns: Number(process.env.FC_RUNS ?? 25), ...fcReplayParams() };
 
 const dir = mkdtempSync(join(tmpdir(), 'tsqemu-qcow2-conc-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

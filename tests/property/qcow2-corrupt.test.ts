@@ -10,10 +10,11 @@ import { ImageError } from '../../src/block/qcow2/errors.js';
 import { loadBitmaps, newBitmap, storeBitmaps } from '../../src/block/qcow2/bitmaps.js';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { fcReplayParams } from '../support/fc-params.js';
 
 // fast-check prints the seed and path of any failure; rerun one with
 //   FC_SEED=<seed> FC_PATH=<path> npx vitest run tests/property/qcow2-corrupt.test.ts
-const params = { numRuns: Number(process.env.FC_RUNS ?? 150), seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+const params = { numRuns: Number(process.env.FC_RUNS ?? 150), ...fcReplayParams() };
 
 const SIZE = 256 * 1024;
 const CS = 4096;

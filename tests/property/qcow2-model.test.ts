@@ -7,10 +7,11 @@ import { MemoryByteIO } from '../../src/block/qcow2/io.js';
 import { Qcow2Image, type BackingSource } from '../../src/block/qcow2/qcow2.js';
 import { checkQcow2 } from '../../src/block/qcow2/check.js';
 import { ImageError } from '../../src/block/qcow2/errors.js';
+import { fcReplayParams } from '../support/fc-params.js';
 
 // fast-check prints the seed and path of any failure; rerun one with
 //   FC_SEED=<seed> FC_PATH=<path> npx vitest run tests/property/qcow2-model.test.ts
-const params = { numRuns: Number(process.env.FC_RUNS ?? 60), seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+const params = { numRuns: Number(process.env.FC_RUNS ?? 60), ...fcReplayParams() };
 
 type Op =
   | { kind: 'write'; offset: number; len: number; fill: number }

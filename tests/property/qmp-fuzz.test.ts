@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { caseArb, caseArbWith, type FuzzCase } from '../../tools/fuzz/commands.js';
 import { InvariantError, runCase } from '../../tools/fuzz/harness.js';
+import { fcReplayParams } from '../support/fc-params.js';
 
 // The QMP-level race suite (issue 7). Every failure prints fast-check's seed and path; reproduce
 // one with FC_SEED=<seed> FC_PATH=<path> npx vitest run tests/property/qmp-fuzz.test.ts, or save
@@ -31,7 +32,7 @@ function findRace(ignore: readonly string[]): { counterexample: FuzzCase; error:
 
 describe('QMP transactions and block jobs under scheduler exploration (property)', () => {
   it('every invariant holds on random QMP sessions', () => {
-    fc.assert(property(false), { numRuns: 300, seed, path });
+    fc.assert(property(false), { numRuns: 300, ...fcReplayParams() });
   });
 
   it('with legacy start-in-prepare, a job starting in prepare is caught at once', () => {

@@ -6,9 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { SpikeBus } from '../../src/engine/hw/spike/bus.js';
 import { RiscvHart } from '../../src/engine/targets/riscv/hart.js';
 import { RiscvJit } from '../../src/engine/targets/riscv/translate.js';
+import { fcReplayParams } from '../support/fc-params.js';
 
 const RAM_BASE = 0x80000000;
-const params = { numRuns: 150, seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+const params = { numRuns: 150, ...fcReplayParams() };
 
 /** Trap handler at RAM_BASE + 0x1000: mepc += 4; mret (x31 is its scratch). */
 const HANDLER = [0x34102ff3, 0x004f8f93, 0x341f9073, 0x30200073];

@@ -7,11 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { SpikeBus } from '../../src/engine/hw/spike/bus.js';
 import { RiscvHart } from '../../src/engine/targets/riscv/hart.js';
 import { RiscvJit } from '../../src/engine/targets/riscv/translate.js';
+import { fcReplayParams } from '../support/fc-params.js';
 
 const RAM_BASE = 0x80000000;
 const DATA_OFF = 0x10000;
 const numRuns = Number(process.env.RISCV_JIT_RUNS ?? 1500);
-const params = { numRuns, seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+const params = { numRuns, ...fcReplayParams() };
 
 const r = (rd: number, f3: number, rs1: number, rs2: number, f7: number, op: number): number =>
   ((f7 << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op) >>> 0;

@@ -4,8 +4,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as sf from '../../src/engine/targets/riscv/softfloat.js';
+import { fcReplayParams } from '../support/fc-params.js';
 
-const params = { numRuns: 3000, seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+const params = { numRuns: 3000, ...fcReplayParams() };
 const f64 = new Float64Array(1);
 const u64 = new BigUint64Array(f64.buffer);
 const f32 = new Float32Array(1);

@@ -8,9 +8,10 @@ import { BlockGraph } from '../../../src/block/graph.js';
 import { MainLoop } from '../../../src/engine/main-loop.js';
 import { MemTx } from '../../../src/engine/memory.js';
 import { buildVirtMachine } from '../../../src/engine/hw/virt/machine.js';
+import { fcReplayParams } from '../../support/fc-params.js';
 
 // fast-check prints the seed and path of any failure; rerun one with FC_SEED=<seed> FC_PATH=<path>.
-const params = { numRuns: 60, seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+const params = { numRuns: 60, ...fcReplayParams() };
 
 const dir = mkdtempSync(join(tmpdir(), 'wild-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -5,8 +5,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MainLoop } from '../../../src/engine/main-loop.js';
 import { inProcessVirt } from '../../../src/qtest/virt.js';
+import { fcReplayParams } from '../../support/fc-params.js';
 
-const params = { numRuns: 300, seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined, path: process.env.FC_PATH };
+const params = { numRuns: 300, ...fcReplayParams() };
 
 const COMMANDS = ['readb', 'readw', 'readl', 'readq', 'writeb', 'writew', 'writel', 'writeq', 'read', 'write', 'b64read', 'b64write', 'memset', 'inb', 'inw', 'inl', 'outb', 'outw', 'outl', 'clock_step', 'clock_set', 'irq_intercept_in', 'irq_intercept_out', 'set_irq_in', 'endianness', 'bogus', ''];
 /** Addresses where the virt devices and RAM are, plus wild ones. */
