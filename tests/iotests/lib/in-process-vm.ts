@@ -24,6 +24,10 @@ class InProcessVm extends VmBase implements Vm {
   }
 
   async qmp(command: string, args?: Record<string, unknown>): Promise<QmpReply> {
+    // A command reaches QEMU's monitor only after its main loop has dispatched what was already
+    // runnable (bottom halves, woken coroutines): run that much first, without moving virtual
+    // time, so e.g. a soft-cancelled mirror has finished before the next command, as on QEMU.
+    this.vm.loop.runUntil(() => false, { untilNs: this.vm.loop.nowNs, maxTasks: MAX_TASKS_PER_WAIT });
     return this.vm.qmp(command, args ?? {}) as QmpReply;
   }
 
