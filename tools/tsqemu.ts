@@ -130,6 +130,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   // HMP qemu-io prints to the process's stdout, as in QEMU (human-monitor-command returns "").
   vm.services.set('stdout', (line: string) => process.stdout.write(line + '\n'));
+  vm.services.set('stderr', (line: string) => process.stderr.write(line + '\n'));
   const endTrace = config.traceFile !== null ? startTrace(vm, config.traceFile) : () => undefined;
   let quitKey = false;
   let machine: MachineSession;

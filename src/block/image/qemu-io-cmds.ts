@@ -42,6 +42,8 @@ export class QemuIoPermError extends Error {
 export interface QemuIoEnv {
   /** One line of qemu-io's printf output (stdout). */
   out(line: string): void;
+  /** qemu-io's fprintf(stderr) (argument counts, getopt, unknown commands): the process's stderr. */
+  err(line: string): void;
   /** error_report(): stderr for the tool, the monitor for HMP. */
   report(message: string): void;
   /** A clock in milliseconds for the timing line (host time for the tool, virtual for HMP). */
@@ -53,6 +55,38 @@ export interface QemuIoEnv {
 /** A qemu-io usage error: printed as is, the command fails. */
 export class QemuIoCmdError extends Error {
   override readonly name = 'QemuIoCmdError';
+}
+
+/** Wrong operands after option parsing: qemu-io prints the command's usage line. */
+class QemuIoUsageError extends Error {
+  override readonly name = 'QemuIoUsageError';
+}
+
+/** qemu-io's command table: operand counts (options included, as qemu-io counts) and usage. */
+const COMMANDS: Readonly<Record<string, { min: number; max: number; args: string; oneline: string }>> = {
+  read: { min: 2, max: -1, args: '[-abCqv] [-P pattern [-s off] [-l len]] off len', oneline: 'reads a number of bytes at a specified offset' },
+  readv: { min: 2, max: -1, args: '[-Cqv] [-P pattern] off len [len..]', oneline: 'reads a number of bytes at a specified offset' },
+  write: { min: 2, max: -1, args: '[-bcCfnquz] [-P pattern | -s source_file] off len', oneline: 'writes a number of bytes at a specified offset' },
+  writev: { min: 2, max: -1, args: '[-Cfq] [-P pattern] off len [len..]', oneline: 'writes a number of bytes at a specified offset' },
+  aio_read: { min: 2, max: -1, args: '[-Cqv] [-P pattern] off len [len..]', oneline: 'asynchronously reads a number of bytes' },
+  aio_write: { min: 2, max: -1, args: '[-Cfiquz] [-P pattern] off len [len..]', oneline: 'asynchronously writes a number of bytes' },
+  aio_flush: { min: 0, max: 0, args: '', oneline: 'completes all outstanding aio requests' },
+  discard: { min: 2, max: -1, args: '[-Cq] off len', oneline: 'discards a number of bytes at a specified offset' },
+  alloc: { min: 1, max: 2, args: 'offset [count]', oneline: 'checks if offset is allocated in the file' },
+  truncate: { min: 1, max: 3, args: '[-m prealloc_mode] off', oneline: 'truncates the current file at the given offset' },
+  flush: { min: 0, max: 0, args: '', oneline: 'flush all in-core file state to disk' },
+  length: { min: 0, max: 0, args: '', oneline: 'gets the length of the current file' },
+  info: { min: 0, max: 0, args: '', oneline: 'prints information about the current file' },
+  map: { min: 0, max: 0, args: '', oneline: 'prints the allocated areas of a file' },
+  sleep: { min: 1, max: 1, args: 'milliseconds', oneline: 'waits for the given value in milliseconds' },
+};
+
+const ALIASES: Readonly<Record<string, string>> = { r: 'read', w: 'write', f: 'flush', d: 'discard', l: 'length', i: 'info', t: 'truncate' };
+
+/** A command's usage line, as qemu-io prints it after a getopt error or wrong operands. */
+export function usageLine(name: string): string {
+  const c = COMMANDS[name];
+  return c === undefined ? name : `${name} ${c.args} -- ${c.oneline}`;
 }
 
 /** Most requests aio_* keeps in flight before waiting for the oldest (qemu-io has no bound). */
@@ -178,6 +212,14 @@ export class QemuIoSession {
   *command(line: string): Co<boolean | 'quit' | { readonly notHandled: typeof NOT_HANDLED; readonly name: string; readonly args: string[] }> {
     const [name, ...args] = splitWords(line);
     if (name === undefined) return true;
+    const canonicalName = ALIASES[name] ?? name;
+    const spec = COMMANDS[canonicalName];
+    if (spec !== undefined && (args.length < spec.min || (spec.max !== -1 && args.length > spec.max))) {
+      // qemuio_command's badcount(): on stderr, before the command runs.
+      const expected = spec.max === -1 ? `at least ${spec.min}` : spec.min === spec.max ? `${spec.min}` : `between ${spec.min} and ${spec.max}`;
+      this.env.err(`bad argument count ${args.length} to ${canonicalName}, expected ${expected} arguments`);
+      return false;
+    }
     try {
       const perm = COMMAND_PERMS.get(name);
       const target = perm !== undefined ? this.target() : null;
@@ -234,8 +276,18 @@ export class QemuIoSession {
           return { notHandled: NOT_HANDLED, name, args };
       }
     } catch (e) {
-      if (e instanceof QemuIoCmdError || e instanceof GetoptError) {
+      if (e instanceof QemuIoCmdError) {
         this.env.out(e.message);
+        return false;
+      }
+      if (e instanceof GetoptError) {
+        // getopt complains on stderr, then qemu-io shows the usage line.
+        this.env.err(`${canonicalName}: ${e.message}`);
+        if (COMMANDS[canonicalName] !== undefined) this.env.out(usageLine(canonicalName));
+        return false;
+      }
+      if (e instanceof QemuIoUsageError) {
+        this.env.out(usageLine(e.message));
         return false;
       }
       throw e;
@@ -280,7 +332,7 @@ export class QemuIoSession {
   private *write(args: string[]): Co<boolean> {
     const p = getopt(args, 'bcCfnpP:quz');
     const [offset, count] = offsetAndCount(p, 'write');
-    if (has(p, 'z') && has(p, 'P')) throw new QemuIoCmdError('-z and -P cannot be specified at the same time');
+    if (has(p, 'z') && has(p, 'P')) throw new QemuIoCmdError('Only one of -z, -P, and -s can be specified at the same time');
     if (has(p, 'u') && !has(p, 'z')) throw new QemuIoCmdError('-u requires -z to be specified');
     const pattern = has(p, 'P') ? parsePattern(last(p, 'P')!) : 0xcd;
     if (has(p, 'c') || has(p, 'b')) {
@@ -306,7 +358,7 @@ export class QemuIoSession {
   private *vector(args: string[], write: boolean): Co<boolean> {
     const p = getopt(args, write ? 'CfqP:' : 'CqP:s:l:v');
     const name = write ? 'writev' : 'readv';
-    if (p.positional.length < 2) throw new QemuIoCmdError(`bad argument count ${p.positional.length} to ${name}, expected at least 2 arguments`);
+    if (p.positional.length < 2) throw new QemuIoUsageError(name);
     const offset = cvtnum(p.positional[0]!);
     const count = p.positional.slice(1).reduce((sum, t) => sum + cvtnum(t), 0);
     const pattern = has(p, 'P') ? parsePattern(last(p, 'P')!) : write ? 0xcd : null;
@@ -330,7 +382,7 @@ export class QemuIoSession {
 
   private *truncate(args: string[]): Co<boolean> {
     const p = getopt(args, 'm:');
-    if (p.positional.length !== 1) throw new QemuIoCmdError(`bad argument count ${p.positional.length} to truncate, expected 1 arguments`);
+    if (p.positional.length !== 1) throw new QemuIoUsageError('truncate');
     const mode = last(p, 'm') ?? 'off';
     if (mode !== 'off') throw new QemuIoCmdError(`Invalid preallocation mode '${mode}'`);
     const target = this.target();
@@ -346,10 +398,10 @@ export class QemuIoSession {
   private aio(args: string[], write: boolean): boolean {
     const p = getopt(args, write ? 'CfiP:quz' : 'CiP:qv');
     const name = write ? 'aio_write' : 'aio_read';
-    if (p.positional.length < 2) throw new QemuIoCmdError(`bad argument count ${p.positional.length} to ${name}, expected at least 2 arguments`);
+    if (p.positional.length < 2) throw new QemuIoUsageError(name);
     const offset = cvtnum(p.positional[0]!);
     const count = p.positional.slice(1).reduce((s, t) => s + cvtnum(t), 0);
-    if (write && has(p, 'z') && has(p, 'P')) throw new QemuIoCmdError('-z and -P cannot be specified at the same time');
+    if (write && has(p, 'z') && has(p, 'P')) throw new QemuIoCmdError('Only one of -z, -P, and -s can be specified at the same time');
     if (this.inflight.length >= MAX_INFLIGHT_AIO) throw new QemuIoCmdError(`${name}: too many requests in flight`);
     const pattern = has(p, 'P') ? parsePattern(last(p, 'P')!) : write ? 0xcd : null;
     const target = this.target();
@@ -433,7 +485,7 @@ export class QemuIoSession {
 
   private *alloc(args: string[]): Co<boolean> {
     const p = getopt(args, '');
-    if (p.positional.length < 1 || p.positional.length > 2) throw new QemuIoCmdError(`bad argument count ${p.positional.length} to alloc, expected between 1 and 2 arguments`);
+    if (p.positional.length < 1 || p.positional.length > 2) throw new QemuIoUsageError('alloc');
     const offset = cvtnum(p.positional[0]!);
     const count = p.positional.length === 2 ? cvtnum(p.positional[1]!) : 512;
     const target = this.target();
@@ -457,6 +509,6 @@ export class QemuIoSession {
 }
 
 function offsetAndCount(p: Parsed, name: string): [number, number] {
-  if (p.positional.length !== 2) throw new QemuIoCmdError(`bad argument count ${p.positional.length} to ${name}, expected 2 arguments`);
+  if (p.positional.length !== 2) throw new QemuIoUsageError(name);
   return [cvtnum(p.positional[0]!), cvtnum(p.positional[1]!)];
 }

@@ -5,8 +5,9 @@
  *
  * What comes back is the HMP monitor's output, lines ending in "\r\n": HMP parse errors,
  * `error_report()`s (a refused permission) and `Error: <message>` for the command's own error.
- * qemu-io's printf output goes to the process's stdout in QEMU, not to the monitor: here it goes
- * to the VM's `stdout` service when there is one (the tsqemu binary), else nowhere.
+ * qemu-io's printf output goes to the process's stdout in QEMU (its complaints to stderr), not to
+ * the monitor: here to the VM's `stdout`/`stderr` services when there are some (the tsqemu
+ * binary), else nowhere.
  */
 import type { Co } from '../../engine/coroutine.js';
 import { BlockBackend } from '../../block/block-backend.js';
@@ -192,17 +193,20 @@ function* hmpQemuIo(vm: MonitorVm, args: QemuIoArgs, mon: HmpOutput): Co<void> {
     blk = local;
   }
   const stdout = vm.services.get('stdout') as ((line: string) => void) | undefined;
+  const stderr = vm.services.get('stderr') as ((line: string) => void) | undefined;
   const loop = vm.loop;
   const target = backendIoTarget(blk);
   const session = new QemuIoSession(() => target, {
     out: (line) => stdout?.(line),
+    err: (line) => stderr?.(line),
     report: (message) => mon.printf(message),
     nowMs: () => loop.clocks.realtimeNs / 1e6,
     spawn: (name, body) => loop.spawn(`qemu-io:${name}`, body),
   });
   try {
     const result = yield* session.command(args.command);
-    if (typeof result === 'object') stdout?.(`command "${result.name}" not found`);
+    // qemu-io's `open`, `info`, `help`... are not offered on a node: qemu-io says so on stderr.
+    if (typeof result === 'object') stderr?.(`command "${result.name}" not found`);
   } finally {
     if (local !== null) {
       // blk_unref of the temporary backend drains it: its aio requests end before the reply.

@@ -19,10 +19,12 @@ function vmWithRawNode() {
   writeFileSync(path, new Uint8Array(MiB));
   const vm = createVm({ startStopped: true }, { cwd: dir });
   const stdout: string[] = [];
+  const stderr: string[] = [];
   vm.services.set('stdout', (line: string) => stdout.push(line));
+  vm.services.set('stderr', (line: string) => stderr.push(line));
   expect(vm.qmp('blockdev-add', { driver: 'raw', 'node-name': 'src', file: { driver: 'file', filename: path } })).toEqual({ return: {} });
   const hmp = (line: string) => vm.qmp('human-monitor-command', { 'command-line': line });
-  return { vm, stdout, hmp };
+  return { vm, stdout, stderr, hmp };
 }
 
 describe('human-monitor-command qemu-io', () => {
@@ -43,8 +45,13 @@ describe('human-monitor-command qemu-io', () => {
     expect(stdout[0]).toBe('read 65536/65536 bytes at offset 0');
   });
 
-  it('answers errors as HMP text, as QEMU 7.2', () => {
-    const { hmp } = vmWithRawNode();
+  it('answers errors as HMP text, as QEMU 7.2; qemu-io complaints go to stderr', () => {
+    const { hmp, stdout, stderr } = vmWithRawNode();
+    expect(hmp('qemu-io src "write 0"')).toEqual({ return: '' });
+    expect(hmp('qemu-io src "write -x 0 64k"')).toEqual({ return: '' });
+    expect(hmp('qemu-io src "open foo"')).toEqual({ return: '' });
+    expect(stderr).toEqual(['bad argument count 1 to write, expected at least 2 arguments', "write: invalid option -- 'x'", 'command "open" not found']);
+    expect(stdout).toEqual(['write [-bcCfnquz] [-P pattern | -s source_file] off len -- writes a number of bytes at a specified offset']);
     expect(hmp('qemu-io snap "write 0 64k"')).toEqual({ return: "Error: Cannot find device='' nor node-name='snap'\r\n" });
     expect(hmp('info nothing')).toEqual({ return: "unknown command: 'info'\r\n" });
     expect(hmp('qemu-io src "write 0 64k" x')).toEqual({ return: 'qemu-io: extraneous characters at the end of line\r\n' });
