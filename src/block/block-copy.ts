@@ -27,6 +27,14 @@ interface BlockCopyTask {
   readonly waiters: CoQueue;
 }
 
+/** Outcome of a copy: 0 or a negative errno, and which side failed (BLOCK_JOB_ERROR.operation). */
+export interface CopyResult {
+  readonly ret: number;
+  readonly errorIsRead: boolean;
+}
+
+const COPY_OK: CopyResult = { ret: 0, errorIsRead: false };
+
 export interface BlockCopyOptions {
   /** Cluster size of the copy (power of two; default: 64 KiB or the target's cluster size). */
   readonly clusterSize?: number;
@@ -55,6 +63,8 @@ export class BlockCopyState {
   private readonly compress: boolean;
   /** Bytes successfully copied so far. */
   copiedBytes = 0;
+  /** Largest chunk one task copies (a backup's x-perf max-chunk; at least one cluster). */
+  maxChunkBytes: number;
 
   constructor(
     readonly source: BdrvChild,
@@ -68,6 +78,7 @@ export class BlockCopyState {
     // Not registered on the node: guest writes must not re-dirty clusters already copied.
     this.copyBitmap = new BdrvDirtyBitmap(null, null, this.clusterSize, source.bs.getLength());
     this.copyBitmap.setAll();
+    this.maxChunkBytes = Math.max(this.clusterSize, BLOCK_COPY_MAX_BYTES);
   }
 
   /** Bytes of the source. */
@@ -89,6 +100,11 @@ export class BlockCopyState {
    * being copied by someone who finished successfully). Returns 0 or the first negative errno.
    */
   *copy(offset: number, bytes: number): Co<number> {
+    return (yield* this.copyRange(offset, bytes)).ret;
+  }
+
+  /** `copy` that also tells whether the read of the source or the write of the target failed. */
+  *copyRange(offset: number, bytes: number): Co<CopyResult> {
     const cs = this.clusterSize;
     const len = this.lengthBytes;
     const start = offset - (offset % cs);
@@ -101,14 +117,14 @@ export class BlockCopyState {
         while (!task.finished) yield* task.waiters.wait();
         continue;
       }
-      const area = this.copyBitmap.nextDirtyArea(start, end, Math.max(cs, BLOCK_COPY_MAX_BYTES));
-      if (area === null) return 0;
+      const area = this.copyBitmap.nextDirtyArea(start, end, this.maxChunkBytes);
+      if (area === null) return COPY_OK;
       let areaBytes = Math.min(area.bytes, len - area.offset);
       if (this.skipUnallocated) {
         const claim = this.claim(area.offset, areaBytes);
         const alloc = yield* bdrvCoIsAllocated(this.source, area.offset, areaBytes);
         this.release(claim, 0);
-        if (alloc.ret < 0) return alloc.ret;
+        if (alloc.ret < 0) return { ret: alloc.ret, errorIsRead: true };
         const pnumClusters = Math.max(cs, Math.floor(alloc.pnum / cs) * cs);
         if (alloc.ret === 0) {
           // Unallocated in the top layer: nothing to copy; counts as done for progress.
@@ -119,10 +135,10 @@ export class BlockCopyState {
         }
         areaBytes = Math.min(areaBytes, pnumClusters);
       }
-      const ret = yield* this.copyArea(area.offset, areaBytes);
-      if (ret < 0) return ret;
+      const result = yield* this.copyArea(area.offset, areaBytes);
+      if (result.ret < 0) return result;
     }
-    return 0;
+    return COPY_OK;
   }
 
   private claim(offset: number, bytes: number): BlockCopyTask {
@@ -142,27 +158,96 @@ export class BlockCopyState {
   }
 
   /** Claims [offset, offset+bytes) (dirty), copies it, and gives the bits back on failure. */
-  private *copyArea(offset: number, bytes: number): Co<number> {
+  private *copyArea(offset: number, bytes: number): Co<CopyResult> {
     this.copyBitmap.resetRange(offset, bytes);
+    return yield* this.copyClaimed(offset, bytes);
+  }
+
+  /** Copies [offset, offset+bytes), whose bits the caller already cleared; gives them back on failure. */
+  private *copyClaimed(offset: number, bytes: number): Co<CopyResult> {
     const task = this.claim(offset, bytes);
     let ret = 0;
+    let errorIsRead = false;
     try {
       if (this.rateLimit !== null) yield* this.rateLimit(bytes);
       const buf = new Uint8Array(bytes);
       ret = yield* bdrvCoPreadv(this.source, offset, bytes, buf);
-      if (ret >= 0) {
-        if (!this.compress && isZeroBuffer(buf)) ret = yield* bdrvCoPwriteZeroes(this.target, offset, bytes, BdrvReq.MAY_UNMAP);
-        else ret = yield* bdrvCoPwritev(this.target, offset, bytes, buf, this.compress ? BdrvReq.WRITE_COMPRESSED : 0);
+      if (ret < 0) {
+        errorIsRead = true;
+      } else if (!this.compress && isZeroBuffer(buf)) {
+        ret = yield* bdrvCoPwriteZeroes(this.target, offset, bytes, BdrvReq.MAY_UNMAP);
+      } else {
+        ret = yield* bdrvCoPwritev(this.target, offset, bytes, buf, this.compress ? BdrvReq.WRITE_COMPRESSED : 0);
       }
     } finally {
       if (ret < 0) this.copyBitmap.setRange(offset, bytes);
       this.release(task, ret);
     }
-    if (ret >= 0) {
-      this.copiedBytes += bytes;
-      this.onProgress?.(bytes);
+    if (ret < 0) return { ret, errorIsRead };
+    this.copiedBytes += bytes;
+    this.onProgress?.(bytes);
+    return COPY_OK;
+  }
+
+  /**
+   * One step of a background copy (block_copy_async's workers): claims the next dirty chunk at or
+   * after `cursor` (wrapping to 0) and copies it. Returns null when nothing is left to claim and
+   * no task is in flight; `waited` when it only waited for a task in flight (whose bits may come
+   * back if it fails); else the chunk's end and the copy's result. `beforeCopy` runs between the
+   * claim and the I/O (the caller's rate-limit accounting).
+   */
+  *copyNextChunk(cursor: number, beforeCopy: (bytes: number) => void): Co<{ end: number; result: CopyResult } | 'waited' | null> {
+    let area = this.claimNext(cursor);
+    if (area === null && cursor > 0) area = this.claimNext(0);
+    if (area === null) {
+      const busy = this.tasks[0];
+      if (busy === undefined) return null;
+      yield* busy.waiters.wait();
+      return 'waited';
     }
-    return ret;
+    beforeCopy(area.bytes);
+    const result = yield* this.copyClaimed(area.offset, area.bytes);
+    return { end: area.offset + area.bytes, result };
+  }
+
+  /** Claims (clears) the next dirty chunk in [offset, end of node), or null. */
+  private claimNext(offset: number): { offset: number; bytes: number } | null {
+    const len = this.lengthBytes;
+    if (offset >= len) return null;
+    const area = this.copyBitmap.nextDirtyArea(offset, len, this.maxChunkBytes);
+    if (area === null) return null;
+    const bytes = Math.min(area.bytes, len - area.offset);
+    this.copyBitmap.resetRange(area.offset, bytes);
+    return { offset: area.offset, bytes };
+  }
+
+  /**
+   * block_copy_reset_unallocated over the whole node (sync=top): clusters the source's top layer
+   * does not allocate are not copied. Stops early (returning 0) when `shouldStop` says so.
+   */
+  *resetUnallocated(shouldStop: () => boolean): Co<number> {
+    const cs = this.clusterSize;
+    const len = this.lengthBytes;
+    let offset = 0;
+    for (let guard = 0; offset < len; guard++) {
+      assert(guard < 1 << 26, 'allocation scan does not terminate');
+      if (shouldStop()) return 0;
+      const { ret, pnum } = yield* bdrvCoIsAllocated(this.source, offset, len - offset);
+      if (ret < 0) return ret;
+      assert(pnum > 0, 'block status made no progress');
+      if (ret === 1) {
+        offset = Math.ceil((offset + pnum) / cs) * cs;
+        continue;
+      }
+      const end = offset + pnum >= len ? len : Math.floor((offset + pnum) / cs) * cs;
+      if (end > offset) {
+        this.copyBitmap.resetRange(offset, end - offset);
+        offset = end;
+      } else {
+        offset += cs;
+      }
+    }
+    return 0;
   }
 
   /** Clusters still to copy, in bytes (block_copy_dirty_clusters). */

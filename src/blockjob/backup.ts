@@ -3,7 +3,9 @@ import type { Co } from '../engine/coroutine.js';
 import { BlockError } from '../block/error.js';
 import { BlkPerm } from '../block/driver.js';
 import type { BlockGraph } from '../block/graph.js';
-import { type BlockDriverState, type WriteRequestInfo, bdrvDrainedBegin, bdrvDrainedEnd } from '../block/node.js';
+import type { BlockDriverState } from '../block/node.js';
+import type { BlockCopyState } from '../block/block-copy.js';
+import { bdrvCbwAppend, bdrvCbwDrop, cbwBlockCopyState } from '../block/drivers/copy-before-write.js';
 import {
   type BdrvDirtyBitmap,
   BitmapCheck,
@@ -14,7 +16,10 @@ import {
 import { type Job, type JobDriver, type JobManager, type OnError, createJob, earlyFailJob } from './job.js';
 import type { JobTxn } from './job-txn.js';
 import { BlockJobNodes } from './block-job.js';
-import { BLOCK_COPY_MAX_BUFFER, BlockCopyState, type CopyCall } from './block-copy.js';
+import { type CopyCall, blockCopyAsync } from './block-copy.js';
+
+/** Largest chunk one copy task moves without x-perf max-chunk (BLOCK_COPY_MAX_BUFFER). */
+const BLOCK_COPY_MAX_BUFFER = 1 << 20;
 
 /** MirrorSyncMode as backup uses it. */
 export type BackupSyncMode = 'full' | 'top' | 'none' | 'incremental' | 'bitmap';
@@ -60,6 +65,8 @@ export const BACKUP_DEFAULT_WORKERS = 64;
 /** The state of one backup job. */
 export interface BackupState {
   readonly source: BlockDriverState;
+  /** The copy-before-write filter above the source; every parent of the source writes through it. */
+  readonly filter: BlockDriverState;
   readonly target: BlockDriverState;
   readonly nodes: BlockJobNodes;
   readonly bcs: BlockCopyState;
@@ -71,11 +78,10 @@ export interface BackupState {
   readonly workers: number;
   readonly lenBytes: number;
   call: CopyCall | null;
-  removeHook: (() => void) | null;
+  /** Set once clean dropped the filter. */
+  filterDropped: boolean;
   /** drive-backup's target: an implicit node closed with the job. */
   readonly closeTarget: boolean;
-  /** copy-before-write failures on guest writes (the write fails with the error). */
-  cbwErrors: number;
 }
 
 /** backup_cleanup_sync_bitmap: hand the frozen bitmap back according to bitmap-mode. */
@@ -95,8 +101,8 @@ function* backupLoop(job: Job<BackupState>): Co<number> {
     // Nothing (left) to copy: no workers needed. Copy-before-write may still be busy, but the
     // clean-up drains the source before the state goes away.
     const chunks = Math.ceil(s.bcs.copyBitmap.count / s.bcs.maxChunkBytes);
-    if (chunks === 0 && s.bcs.inFlight === 0) return 0;
-    const call = s.bcs.startCall(Math.max(1, Math.min(s.workers, chunks)), job.limit, () => job.loop.clocks.realtimeNs, () => job.enter());
+    if (chunks === 0 && s.bcs.tasksInFlight === 0) return 0;
+    const call = blockCopyAsync(s.bcs, Math.max(1, Math.min(s.workers, chunks)), job.limit, () => job.loop.clocks.realtimeNs, () => job.enter());
     s.call = call;
     for (let guard = 0; !call.finished && !job.isCancelled; guard++) {
       assert(guard < 1 << 30, 'backup wait does not terminate');
@@ -161,16 +167,12 @@ export const backupDriver: JobDriver<BackupState> = {
   },
   clean(job) {
     const s = job.state;
-    // bdrv_cbw_drop drains: guest writes still copying their old data must finish first.
-    bdrvDrainedBegin(s.source);
-    try {
-      s.removeHook?.();
-      s.removeHook = null;
-      s.bcs.dispose();
-      s.nodes.removeAll();
-    } finally {
-      bdrvDrainedEnd(s.source);
-    }
+    // bdrv_cbw_drop drains (guest writes still copying their old data finish first), moves the
+    // filter's parents back onto the source and closes the filter. It goes first: the filter's
+    // write edge on the target must be gone before the job's edges are dropped, since dropping
+    // one re-checks the target's permissions.
+    dropFilter(s);
+    s.nodes.removeAll();
     if (s.closeTarget && !s.target.closed && s.target.parents.length === 0) {
       const graph = s.nodes.graph;
       if (job.loop.current === null) job.loop.runCoroutine('backup-close-target', graph.coCloseTree(s.target));
@@ -191,18 +193,10 @@ export const backupDriver: JobDriver<BackupState> = {
   },
 };
 
-/** The copy-before-write step for a guest write on the source (break-guest-write on error). */
-function* copyBeforeWrite(s: BackupState, req: WriteRequestInfo): Co<number> {
-  let offset = req.offset;
-  let bytes = req.bytes;
-  if (req.kind === 'truncate') {
-    offset = Math.min(req.offset, s.lenBytes);
-    bytes = s.lenBytes - offset;
-  }
-  if (offset >= s.lenBytes || bytes === 0) return 0;
-  const result = yield* s.bcs.copyRange(offset, Math.min(bytes, s.lenBytes - offset));
-  if (result.ret < 0) s.cbwErrors++;
-  return result.ret;
+function dropFilter(s: BackupState): void {
+  if (s.filterDropped) return;
+  s.filterDropped = true;
+  if (!s.filter.closed) bdrvCbwDrop(s.nodes.graph, s.filter);
 }
 
 /** What backup_job_create needs beyond the nodes. */
@@ -223,19 +217,12 @@ export interface BackupJobParams {
   readonly closeTarget?: boolean;
 }
 
-/** block_copy_calculate_cluster_size: the target's cluster size, at least 64 KiB. */
-function clusterSizeFor(target: BlockDriverState): number {
-  const info = target.drv.getInfo?.(target) ?? null;
-  const cluster = info !== null ? info.clusterSize : 0;
-  return Math.max(BACKUP_CLUSTER_SIZE_DEFAULT, cluster);
-}
-
 /**
  * backup_job_create: checks, freezes the sync bitmap, sets up block-copy with its copy bitmap
  * as of now (the point in time the target will show), hooks copy-before-write onto the source,
  * and creates the job (status CREATED; it does not start).
  */
-export function backupJobCreate(jobs: JobManager, graph: BlockGraph, bs: BlockDriverState, target: BlockDriverState, p: BackupJobParams): Job<BackupState> {
+export function backupJobCreate(jobs: JobManager, graph: BlockGraph, bs: BlockDriverState, target: BlockDriverState, p: BackupJobParams, filterNodeName: string | null = null): Job<BackupState> {
   if (bs === target) throw new BlockError('Source and target cannot be the same');
   if (bs.closed) throw new BlockError(`Device is not inserted: ${bs.nodeName}`);
   if (target.closed) throw new BlockError(`Device is not inserted: ${target.nodeName}`);
@@ -255,18 +242,27 @@ export function backupJobCreate(jobs: JobManager, graph: BlockGraph, bs: BlockDr
     }
     bdrvDirtyBitmapCreateSuccessor(p.syncBitmap);
   }
-  let bcs: BlockCopyState | null = null;
-  let nodes: BlockJobNodes | null = null;
+  let filter: BlockDriverState | null = null;
   try {
     const len = bs.getLength();
     if (len < 0) throw BlockError.withErrno(`Unable to get length for '${bs.nodeName}'`, -len);
     const targetLen = target.getLength();
     if (targetLen < 0) throw BlockError.withErrno(`Unable to get length for '${target.nodeName}'`, -targetLen);
     if (targetLen !== len) throw new BlockError('Source and target image have different sizes');
-    const cluster = clusterSizeFor(target);
+    // bdrv_cbw_append: from now on every write of a parent of the source copies the old data
+    // first, so the target is the image as of this moment.
+    filter = bdrvCbwAppend(graph, bs, target, filterNodeName);
+    const bcs: BlockCopyState = cbwBlockCopyState(filter);
+    const cluster = bcs.clusterSize;
     if (maxChunk !== 0 && maxChunk < cluster) throw new BlockError(`Required max-chunk (${maxChunk}) is less than backup cluster size (${cluster})`);
-    const chunk = maxChunk === 0 ? Math.max(cluster, BLOCK_COPY_MAX_BUFFER) : Math.floor(maxChunk / cluster) * cluster;
-    // The edges exist before the job so a permission conflict leaves nothing behind.
+    bcs.maxChunkBytes = maxChunk === 0 ? Math.max(cluster, BLOCK_COPY_MAX_BUFFER) : Math.floor(maxChunk / cluster) * cluster;
+    if (p.syncMode === 'bitmap') {
+      assert(p.syncBitmap !== null, 'sync=bitmap without a bitmap');
+      bcs.copyBitmap.resetAll();
+      bcs.copyBitmap.orFrom(p.syncBitmap);
+    } else {
+      bcs.copyBitmap.setAll();
+    }
     const job = createJob<BackupState>(jobs, {
       id: p.jobId,
       driver: backupDriver,
@@ -276,27 +272,22 @@ export function backupJobCreate(jobs: JobManager, graph: BlockGraph, bs: BlockDr
       autoDismiss: p.autoDismiss,
       speed: p.speed,
     });
+    let nodes: BlockJobNodes | null = null;
     try {
       nodes = new BlockJobNodes(graph, job as Job);
-      const sourceChild = nodes.add('source', bs, BlkPerm.CONSISTENT_READ, BlkPerm.ALL, false);
-      const targetChild = nodes.add('target', target, BlkPerm.WRITE, BlkPerm.CONSISTENT_READ | BlkPerm.WRITE_UNCHANGED | BlkPerm.WRITE | BlkPerm.GRAPH_MOD);
-      bcs = new BlockCopyState(sourceChild, targetChild, cluster, len, chunk);
-      if (p.syncMode === 'bitmap') {
-        assert(p.syncBitmap !== null, 'sync=bitmap without a bitmap');
-        bcs.copyBitmap.orFrom(p.syncBitmap);
-      } else {
-        bcs.copyBitmap.setAll();
-      }
+      // The job's main node is the filter; the filter's own edges hold the permissions (the
+      // target child writes, and unshares writes of others).
+      nodes.add('source', filter, 0, BlkPerm.ALL);
+      nodes.add('target', target, 0, BlkPerm.ALL);
     } catch (error) {
       nodes?.removeAll();
-      if (bcs !== null) bcs.dispose();
-      bcs = null;
       // job_early_fail: the job never existed for anyone but its JOB_STATUS_CHANGE listeners.
       earlyFailJob(job as Job);
       throw error;
     }
     const state: BackupState = {
       source: bs,
+      filter,
       target,
       nodes,
       bcs,
@@ -308,16 +299,14 @@ export function backupJobCreate(jobs: JobManager, graph: BlockGraph, bs: BlockDr
       workers,
       lenBytes: len,
       call: null,
-      removeHook: null,
+      filterDropped: false,
       closeTarget: p.closeTarget ?? false,
-      cbwErrors: 0,
     };
     job.state = state;
-    bcs.progress = (bytes) => job.progressUpdate(bytes);
-    // The source stays usable by other jobs (QEMU blocks the filter node, not the source).
-    state.removeHook = bs.addWriteHook({ name: `copy-before-write:${job.name}`, before: (req) => copyBeforeWrite(state, req) });
+    bcs.onProgress = (bytes) => job.progressUpdate(bytes);
     return job;
   } catch (error) {
+    if (filter !== null && !filter.closed) bdrvCbwDrop(graph, filter);
     if (p.syncBitmap !== null && p.syncBitmap.successor !== null) bdrvReclaimDirtyBitmap(p.syncBitmap);
     throw error;
   }
@@ -328,7 +317,6 @@ export function backupJobCreate(jobs: JobManager, graph: BlockGraph, bs: BlockDr
  * `txn` is the grouped transaction's JobTxn, or null.
  */
 export function doBackupCommon(jobs: JobManager, graph: BlockGraph, args: BackupCommonArgs, bs: BlockDriverState, target: BlockDriverState, txn: JobTxn | null, closeTarget = false): Job<BackupState> {
-  if (args['filter-node-name'] !== undefined) throw new BlockError("Parameter 'filter-node-name' is not supported: tsqemu's backup copies before writes without a filter node");
   let sync: BackupSyncMode = args.sync;
   let bitmapMode = args['bitmap-mode'];
   if (sync === 'bitmap' || sync === 'incremental') {
@@ -365,5 +353,5 @@ export function doBackupCommon(jobs: JobManager, graph: BlockGraph, args: Backup
     autoDismiss: args['auto-dismiss'] ?? true,
     txn,
     closeTarget,
-  });
+  }, args['filter-node-name'] ?? null);
 }

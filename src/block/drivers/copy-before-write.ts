@@ -164,7 +164,9 @@ export function bdrvCbwAppend(graph: BlockGraph, source: BlockDriverState, targe
 
 /**
  * bdrv_cbw_drop: moves the filter's parents back onto its `file` child and closes the filter
- * (the target and source stay open). Call it from outside coroutines (it drains).
+ * (the target and source stay open). From outside a coroutine the close (with its flush) runs
+ * to the end; inside one (a job's clean) the close starts now and finishes in its own coroutine,
+ * after the filter is already out of the graph's parent chains.
  */
 export function bdrvCbwDrop(graph: BlockGraph, filter: BlockDriverState): void {
   assert(filter.drv === copyBeforeWriteDriver, 'drop of a node that is not copy-before-write');
@@ -176,5 +178,6 @@ export function bdrvCbwDrop(graph: BlockGraph, filter: BlockDriverState): void {
   } finally {
     bdrvDrainedEnd(filter);
   }
-  graph.loop.runCoroutine('cbw-drop', graph.coCloseNode(filter));
+  if (graph.loop.current === null) graph.loop.runCoroutine('cbw-drop', graph.coCloseNode(filter));
+  else graph.loop.enter('cbw-drop', graph.coCloseNode(filter, false));
 }

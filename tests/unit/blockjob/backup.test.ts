@@ -157,6 +157,25 @@ describe('drive-backup', () => {
     rig.loop.runUntilIdle();
     // Only the node the test opened itself still uses the file.
     expect([...rig.graph.nodes.values()].filter((bs) => bs.filename === target).length).toBe(usersBefore);
-    expect(refusal(() => runTransaction(rig!.env, [{ type: 'blockdev-backup', data: { 'device': 'src', 'target': 'old', 'sync': 'full', 'job-id': 'x', 'filter-node-name': 'f' } }]))).toBe("Parameter 'filter-node-name' is not supported: tsqemu's backup copies before writes without a filter node");
+  });
+
+  it('blockdev-backup inserts the copy-before-write filter named by filter-node-name and drops it when the job ends', () => {
+    rig = blockRig();
+    rig.fileNode('src', MiB, pattern);
+    rig.fileNode('old', MiB);
+    const blk = rig.backend(rig.graph.lookupNode('src'), 'drive0');
+    runTransaction(rig.env, [{ type: 'blockdev-backup', data: { 'device': 'src', 'target': 'old', 'sync': 'full', 'job-id': 'x', 'filter-node-name': 'f', 'speed': 65536 } }]);
+    const filter = rig.graph.lookupNode('f');
+    expect(filter.drv.formatName).toBe('copy-before-write');
+    expect(filter.file!.bs).toBe(rig.graph.lookupNode('src'));
+    // The device now writes through the filter: the target keeps the old data.
+    expect(blk.root!.bs).toBe(filter);
+    rig.write(blk, 0, new Uint8Array(4096).fill(0xaa));
+    rig.loop.runUntilIdle();
+    expect(rig.events.filter((e) => e.event.startsWith('BLOCK_JOB_')).map((e) => e.event)).toEqual(['BLOCK_JOB_COMPLETED']);
+    expect(rig.graph.findNode('f')).toBeUndefined();
+    expect(blk.root!.bs).toBe(rig.graph.lookupNode('src'));
+    expect(Buffer.compare(rig.fileBytes('old'), Uint8Array.from({ length: MiB }, (_, i) => pattern(i)))).toBe(0);
+    expect(rig.fileBytes('src')[0]).toBe(0xaa);
   });
 });

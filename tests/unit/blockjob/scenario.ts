@@ -59,6 +59,8 @@ interface TxnRecord {
   readonly index: number;
   readonly grouped: boolean;
   committed: boolean;
+  /** False while runTransaction runs: nothing has decided yet whether the jobs may live. */
+  decided: boolean;
   readonly jobIds: string[];
 }
 
@@ -138,6 +140,9 @@ function runWithRig(rig: BlockRig, commands: readonly ScenarioCommand[]): void {
     if (record === undefined) return;
     record.completedOk = true;
     if (!record.txn.committed) fail('aborted-txn-never-completes', `job '${record.id}' completed although its transaction (#${record.txn.index}) aborted`);
+    // Completing before the transaction is decided is the same race: a later action's failure
+    // could no longer stop the job (its grouped siblings may then end the other way).
+    if (!record.txn.decided) fail('aborted-txn-never-completes', `job '${record.id}' completed before its transaction (#${record.txn.index}) was decided`);
     // Point in time: every cluster the job had to copy holds the source as of the transaction.
     const target = new Uint8Array(readFileSync(join(rig.dir, `t${record.target}.img`)));
     for (let c = 0; c < CLUSTERS; c++) {
@@ -167,7 +172,7 @@ function runWithRig(rig: BlockRig, commands: readonly ScenarioCommand[]): void {
         rig.graph.lookupNode(`t${command.target}`).readOnly = command.failing;
         break;
       case 'txn': {
-        const record: TxnRecord = { index: step, grouped: command.grouped, committed: false, jobIds: [] };
+        const record: TxnRecord = { index: step, grouped: command.grouped, committed: false, decided: false, jobIds: [] };
         txns.push(record);
         const snapshot = rig.fileBytes('src');
         const b0 = src.findDirtyBitmap('b0');
@@ -198,6 +203,8 @@ function runWithRig(rig: BlockRig, commands: readonly ScenarioCommand[]): void {
         } catch (error) {
           record.committed = false;
           if (!isUserError(error)) throw error;
+        } finally {
+          record.decided = true;
         }
         for (const id of record.jobIds) {
           const r = records.get(id)!;
