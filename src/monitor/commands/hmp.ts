@@ -128,33 +128,36 @@ interface QemuIoArgs {
   readonly command: string;
 }
 
-/** monitor_parse_arguments for qemu-io's "qdev:-d,device:B,command:s". */
-function parseQemuIoArgs(line: string, pos: number, mon: HmpOutput): QemuIoArgs | null {
+/**
+ * monitor_parse_arguments for qemu-io's "qdev:-d,device:B,command:s". A failure prints its
+ * message and the help hint on the monitor; get_str's own complaints (an unterminated string, a
+ * bad escape) are a printf to the process's stdout in QEMU.
+ */
+function parseQemuIoArgs(line: string, pos: number, mon: HmpOutput, stdout: ((line: string) => void) | undefined): QemuIoArgs | null {
+  const fail = (message: string): null => {
+    mon.printf(message);
+    mon.printf('Try "help qemu-io" for more information');
+    return null;
+  };
   let p = pos;
   while (p < line.length && /\s/.test(line[p]!)) p++;
   let qdev = false;
   if (line[p] === '-') {
-    if (line[p + 1] !== 'd') {
-      mon.printf(`qemu-io: unsupported option -${line[p + 1] ?? ''}`);
-      return null;
-    }
+    if (line[p + 1] !== 'd') return fail(`qemu-io: unsupported option -${line[p + 1] ?? ''}`);
     qdev = true;
     p += 2;
   }
   const device = getStr(line, p);
   if ('error' in device) {
-    mon.printf(device.error ?? 'qemu-io: block device name expected');
-    return null;
+    if (device.error !== null) stdout?.(device.error);
+    return fail('qemu-io: block device name expected');
   }
   const command = getStr(line, device.pos);
   if ('error' in command) {
-    mon.printf(command.error ?? 'qemu-io: string expected');
-    return null;
+    if (command.error !== null) stdout?.(command.error);
+    return fail('qemu-io: string expected');
   }
-  if (line.slice(command.pos).trim() !== '') {
-    mon.printf('qemu-io: extraneous characters at the end of line');
-    return null;
-  }
+  if (line.slice(command.pos).trim() !== '') return fail('qemu-io: extraneous characters at the end of line');
   return { qdev, device: device.value, command: command.value };
 }
 
@@ -227,10 +230,12 @@ function* hmpCommand(vm: MonitorVm, line: string): Co<string> {
   const name = line.slice(start, p);
   if (name === '') return mon.value;
   if (name !== 'qemu-io') {
-    mon.printf(`unknown command: '${name}'`);
+    // `info` is a table of its own: QEMU names the subcommand it did not find with it.
+    const sub = name === 'info' ? /^\s*(\S+)/.exec(line.slice(p))?.[1] : undefined;
+    mon.printf(`unknown command: '${sub !== undefined ? `${name} ${sub}` : name}'`);
     return mon.value;
   }
-  const args = parseQemuIoArgs(line, p, mon);
+  const args = parseQemuIoArgs(line, p, mon, vm.services.get('stdout') as ((line: string) => void) | undefined);
   if (args !== null) yield* hmpQemuIo(vm, args, mon);
   return mon.value;
 }

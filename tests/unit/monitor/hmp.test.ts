@@ -53,9 +53,17 @@ describe('human-monitor-command qemu-io', () => {
     expect(stderr).toEqual(['bad argument count 1 to write, expected at least 2 arguments', "write: invalid option -- 'x'", 'command "open" not found']);
     expect(stdout).toEqual(['write [-bcCfnquz] [-P pattern | -s source_file] off len -- writes a number of bytes at a specified offset']);
     expect(hmp('qemu-io snap "write 0 64k"')).toEqual({ return: "Error: Cannot find device='' nor node-name='snap'\r\n" });
-    expect(hmp('info nothing')).toEqual({ return: "unknown command: 'info'\r\n" });
-    expect(hmp('qemu-io src "write 0 64k" x')).toEqual({ return: 'qemu-io: extraneous characters at the end of line\r\n' });
-    expect(hmp('qemu-io src "write 0 64k')).toEqual({ return: 'unterminated string\r\n' });
+    // Every reply below is what QEMU 7.2 answers (checked with qemu-system-riscv64 -M none).
+    const hint = 'Try "help qemu-io" for more information\r\n';
+    expect(hmp('info nothing')).toEqual({ return: "unknown command: 'info nothing'\r\n" });
+    expect(hmp('foo')).toEqual({ return: "unknown command: 'foo'\r\n" });
+    expect(hmp('qemu-io src "write 0 64k" x')).toEqual({ return: `qemu-io: extraneous characters at the end of line\r\n${hint}` });
+    expect(hmp('qemu-io src "write 0 64k')).toEqual({ return: `qemu-io: string expected\r\n${hint}` });
+    expect(stdout.at(-1)).toBe('unterminated string');
+    expect(hmp('qemu-io')).toEqual({ return: `qemu-io: block device name expected\r\n${hint}` });
+    expect(hmp('qemu-io src')).toEqual({ return: `qemu-io: string expected\r\n${hint}` });
+    expect(hmp('qemu-io -x src "read 0 1"')).toEqual({ return: `qemu-io: unsupported option -x\r\n${hint}` });
+    expect(hmp('qemu-io -d nodev "write 0 64k"')).toEqual({ return: "Error: Device 'nodev' not found\r\n" });
   });
 
   it('takes the write permission only for writing commands, and reports a refusal as error_report does', () => {
