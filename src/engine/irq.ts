@@ -1,6 +1,9 @@
 /**
  * qemu_irq: a wire from an interrupt source (a device, the PLIC, the CLINT) to a sink (the PLIC,
- * a hart's mip bit). Level-triggered; setting the same level twice is a no-op for observers.
+ * a hart's mip bit). Like QEMU's qemu_set_irq(), every `set()` reaches the sink, even with an
+ * unchanged level: sinks such as QEMU 7.2's sifive_plic act on each call (a device that raises its
+ * line again makes its source pending again). Observers (qtest's intercept, replay probes) see
+ * only changes, as QEMU's qtest prints `IRQ raise/lower` only when a level changes.
  */
 export interface IrqLine {
   readonly name: string;
@@ -10,7 +13,7 @@ export interface IrqLine {
   lower(): void;
 }
 
-/** An IRQ line that calls `handler` when its level changes; listeners (e.g. qtest's intercept) see changes too. */
+/** An IRQ line that calls `handler` on every `set()` (qemu_set_irq); listeners see level changes only. */
 export class IrqPin implements IrqLine {
   private current = false;
   private readonly listeners: ((level: boolean) => void)[] = [];
@@ -34,10 +37,15 @@ export class IrqPin implements IrqLine {
     this.listeners.push(listener);
   }
 
+  /**
+   * qemu_set_irq: the sink runs on every call (its handler must tolerate repeats); listeners run
+   * after it, and only when the level changed (QEMU's qtest intercept forwards, then prints).
+   */
   set(level: boolean): void {
-    if (level === this.current) return;
+    const changed = level !== this.current;
     this.current = level;
     this.handler(level);
+    if (!changed) return;
     for (const listener of this.listeners) listener(level);
   }
 

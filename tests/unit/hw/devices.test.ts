@@ -174,29 +174,84 @@ describe('PLIC', () => {
     w(4 * 5, 3);
     w(4 * 5, 0xff); // masked to 3 bits
     expect(r(4 * 5)).toBe(7);
-    w(0x2000, (1 << 10) | (1 << 5) | 1); // M context; stored as written (QEMU 7.2), source 0 never pends
+    w(0x2000, (1 << 10) | (1 << 5) | 1); // M context; stored as written (QEMU 7.2)
     expect(r(0x2000)).toBe((1 << 10) | (1 << 5) | 1);
+    // As in QEMU 7.2, an enable write does not re-evaluate the outputs; the next update does.
+    expect(plic.meip(0).level).toBe(false);
+    w(0x20_0000, 0);
     expect(plic.meip(0).level).toBe(true);
     expect(plic.seip(0).level).toBe(false);
     w(0x20_0000, 7); // threshold 7 masks everything
     expect(plic.meip(0).level).toBe(false);
     w(0x20_0000, 2);
+    expect(plic.meip(0).level).toBe(true);
     expect(r(0x20_0004)).toBe(5); // highest priority first
     expect(r(0x20_0004)).toBe(10);
     expect(r(0x20_0004)).toBe(0);
     expect(plic.meip(0).level).toBe(false);
-    // Source 5's line dropped meanwhile; 10 is still high and pends again on completion.
+    // Completion does not sample the lines: 10 is still high, yet pends only when raised again.
     plic.sources[5]!.lower();
     w(0x20_0004, 5);
     w(0x20_0004, 10);
+    expect(r(0x1000)).toBe(0);
+    expect(plic.meip(0).level).toBe(false);
+    plic.sources[10]!.raise(); // same level: the PLIC still sees the call (qemu_set_irq)
     expect(r(0x1000)).toBe(1 << 10);
     expect(plic.meip(0).level).toBe(true);
-    // S context sees the same source when enabled there.
+    // Lowering a line leaves its pending bit.
+    plic.sources[10]!.lower();
+    expect(r(0x1000)).toBe(1 << 10);
+    expect(plic.meip(0).level).toBe(true);
+    // S context sees the same source when enabled there (after the next update).
     w(0x2080, 1 << 10);
+    expect(plic.seip(0).level).toBe(false);
+    w(0x20_1000, 0);
     expect(plic.seip(0).level).toBe(true);
     expect(r(0x20_1004)).toBe(10);
     expect(plic.seip(0).level).toBe(false);
     expect(plic.meip(0).level).toBe(false);
+    // Raised while claimed: pending, but held back until completion.
+    plic.sources[10]!.raise();
+    expect(r(0x1000)).toBe(1 << 10);
+    expect(plic.meip(0).level).toBe(false);
+    w(0x20_1004, 10);
+    expect(plic.meip(0).level).toBe(true);
+    expect(plic.seip(0).level).toBe(true);
+  });
+
+  it('completes a source from any context, enabled there or not (QEMU 7.2)', () => {
+    const { plic, r, w } = rig();
+    w(4 * 3, 1);
+    w(0x2000, 1 << 3);
+    plic.sources[3]!.raise();
+    expect(r(0x20_0004)).toBe(3);
+    w(0x2000, 0);
+    w(0x20_1004, 3); // the S context, where source 3 is not enabled: still completes it
+    w(0x2000, 1 << 3);
+    plic.sources[3]!.raise();
+    expect(plic.meip(0).level).toBe(true);
+    expect(r(0x20_0004)).toBe(3);
+    w(4 * 4, 1);
+    plic.sources[4]!.raise(); // pending, not enabled yet
+    w(0x2000, (1 << 3) | (1 << 4)); // no re-evaluation on an enable write
+    expect(plic.meip(0).level).toBe(false);
+    w(0x20_0004, 96); // beyond the sources: ignored
+    expect(plic.meip(0).level).toBe(false);
+    w(0x20_0004, 0); // source 0: nothing to complete, but the outputs are re-evaluated
+    expect(plic.meip(0).level).toBe(true);
+  });
+
+  it('resets without sampling the lines', () => {
+    const { plic, r, w } = rig();
+    w(4 * 7, 1);
+    w(0x2000, 1 << 7);
+    plic.sources[7]!.raise();
+    w(0x20_0000, 0);
+    expect(plic.meip(0).level).toBe(true);
+    plic.reset();
+    expect(plic.meip(0).level).toBe(false);
+    expect(r(0x1000)).toBe(0);
+    expect(plic.sources[7]!.level).toBe(true);
   });
 
   it('ignores writes to pending and out-of-range registers', () => {

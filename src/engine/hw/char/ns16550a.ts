@@ -263,8 +263,9 @@ export class Ns16550a implements InputSink {
         return;
       }
       case 2: {
+        // No early return on an unchanged value: QEMU 7.2 runs serial_update_irq on every FCR
+        // write, so a pending THRE/RDA cause raises the line (and re-pends its PLIC source) again.
         let fcr = value;
-        if (this.fcr === fcr) return;
         // Toggling the enable bit flushes both FIFOs.
         if ((fcr ^ this.fcr) & FCR_FE) fcr |= FCR_XFR | FCR_RFR;
         if (fcr & FCR_RFR) {

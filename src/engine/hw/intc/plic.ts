@@ -15,9 +15,12 @@ export const VIRT_PLIC_NUM_SOURCES = 96;
 export const PLIC_NUM_PRIORITIES = 7;
 
 /**
- * The SiFive PLIC as QEMU's virt wires it: per-source priority, pending bits, per-context enables,
- * threshold and claim/complete; context 2h is hart h's M mode (MEIP), 2h+1 its S mode (SEIP).
- * Sources are level-triggered: a source whose line is still high at completion is pending again.
+ * The SiFive PLIC as QEMU 7.2's virt wires it (qemu-system-riscv64 7.2 as Debian ships it): per-source
+ * priority, pending bits, per-context enables, threshold and claim/complete; context 2h is hart h's
+ * M mode (MEIP), 2h+1 its S mode (SEIP). A source's pending bit is set by each raise of its line
+ * (every qemu_set_irq(1) a device makes, not only a rising edge); lowering the line leaves it, and
+ * completion does not look at line levels: devices re-raise their lines on each state update.
+ * Like QEMU, a write to an enable word does not re-evaluate the outputs (the next update does).
  */
 export class Plic {
   /** Input lines, index = source id (0 is unused but present so indices match). */
@@ -47,7 +50,7 @@ export class Plic {
     this.threshold = new Uint32Array(contexts);
     for (let s = 0; s < numSources; s++) {
       const source = s;
-      this.sources.push(new IrqPin(`${path}/source[${s}]`, (level) => this.lineChanged(source, level)));
+      this.sources.push(new IrqPin(`${path}/source[${s}]`, (level) => this.lineSet(source, level)));
     }
     for (let c = 0; c < contexts; c++) this.contextIrq.push(new IrqPin(`${path}/${c % 2 === 0 ? 'meip' : 'seip'}[${c >> 1}]`));
     this.mmio = {
@@ -72,19 +75,27 @@ export class Plic {
     return this.contextIrq[hart * 2 + 1]!;
   }
 
+  /** sifive_plic_reset: everything cleared, every output lowered (M then S per hart); line levels are not sampled. */
   reset(): void {
     this.priority.fill(0);
     this.pending.fill(0);
     this.claimed.fill(0);
     this.enable.fill(0);
     this.threshold.fill(0);
-    for (let s = 1; s < this.numSources; s++) if (this.sources[s]!.level) this.setPending(s, true);
-    this.update();
+    for (let h = 0; h < this.numHarts; h++) {
+      this.meip(h).lower();
+      this.seip(h).lower();
+    }
   }
 
-  private lineChanged(source: number, level: boolean): void {
-    if (source === 0) return;
-    this.setPending(source, level);
+  /**
+   * sifive_plic_irq_request, called on every set of a source line: a raise makes the source pending
+   * (again, even if the line was already high) and re-evaluates the outputs; a lower does nothing.
+   * Source 0 can pend too (set_irq_in reaches it) but its priority is fixed at 0, so it never wins.
+   */
+  private lineSet(source: number, level: boolean): void {
+    if (!level) return;
+    this.setPending(source, true);
     this.update();
   }
 
@@ -92,10 +103,6 @@ export class Plic {
     const bit = 1 << (source & 31);
     const w = source >> 5;
     this.pending[w] = on ? this.pending[w]! | bit : this.pending[w]! & ~bit;
-  }
-
-  private isEnabled(context: number, source: number): boolean {
-    return ((this.enable[context * this.words + (source >> 5)]! >>> (source & 31)) & 1) === 1;
   }
 
   /** The best claimable source for a context (highest priority above threshold, lowest id on ties), or 0. */
@@ -169,9 +176,9 @@ export class Plic {
       const context = Math.floor((offset - PLIC_ENABLE_BASE) / PLIC_ENABLE_STRIDE);
       const w = ((offset - PLIC_ENABLE_BASE) % PLIC_ENABLE_STRIDE) >> 2;
       if (context < this.numContexts && w < this.words) {
-        // Stored as written, as QEMU 7.2 does (source 0's bit too: it can never be pending).
+        // Stored as written, as QEMU 7.2 does (source 0's bit too: it can never be claimed), and,
+        // as there, without re-evaluating the outputs.
         this.enable[context * this.words + w] = value >>> 0;
-        this.update();
       }
       return;
     }
@@ -182,10 +189,11 @@ export class Plic {
       this.threshold[context] = value & PLIC_NUM_PRIORITIES;
       this.update();
     } else if (reg === 4) {
+      // Completion: any source below numSources, enabled in this context or not; pending is
+      // untouched (a device still holding its line high raises it again when it next updates).
       const source = value;
-      if (source === 0 || source >= this.numSources || !this.isEnabled(context, source)) return;
+      if (source >= this.numSources) return;
       this.claimed[source >> 5] = this.claimed[source >> 5]! & ~(1 << (source & 31));
-      if (this.sources[source]!.level) this.setPending(source, true);
       this.update();
     }
   }
