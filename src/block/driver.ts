@@ -237,4 +237,10 @@ export interface BlockDriver {
   canStoreNewDirtyBitmap?(bs: BlockDriverState, name: string, granularity: number): Co<BlockError | null>;
   /** Persistent bitmaps: removes `name` from the image; null on success. */
   removePersistentDirtyBitmap?(bs: BlockDriverState, name: string): Co<BlockError | null>;
+  /**
+   * bdrv_change_backing_file: rewrites the backing file name and format recorded in the image
+   * (`file` null: no backing file), as stream and commit do when they change the chain. 0 or a
+   * negative errno. Absent: the format cannot record a backing file (-ENOTSUP).
+   */
+  changeBackingFile?(bs: BlockDriverState, file: string | null, format: string | null): Co<number>;
 }

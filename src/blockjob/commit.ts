@@ -6,7 +6,7 @@ import { type BdrvChild, type BlockDriverState, bdrvCoIsAllocatedAbove, bdrvCoPr
 import { Errno } from '../block/errno.js';
 import { type Job, type JobDriver, type JobManager, type OnError, createJob, earlyFailJob } from './job.js';
 import { BlockJobNodes } from './block-job.js';
-import { backingChain } from './stream.js';
+import { backingChain, coChangeBackingFile } from './stream.js';
 import { type MirrorState, commitActiveDriver, mirrorJobCreate } from './mirror.js';
 
 /** `block-commit` arguments. */
@@ -14,7 +14,11 @@ export interface BlockCommitArgs {
   readonly 'job-id'?: string;
   readonly 'device': string;
   readonly 'base-node'?: string;
+  /** The base by filename (bdrv_find_backing_image below top). */
+  readonly 'base'?: string;
   readonly 'top-node'?: string;
+  /** The top by filename (bdrv_find_backing_image below the device). */
+  readonly 'top'?: string;
   readonly 'speed'?: number;
   readonly 'on-error'?: OnError;
   readonly 'auto-finalize'?: boolean;
@@ -79,12 +83,13 @@ export const commitDriver: JobDriver<CommitState> = {
     try {
       // bdrv_drop_intermediate: the overlay now reads from base; top..base leave the chain.
       s.graph.setBacking(s.overlay, s.base);
-      return 0;
     } catch (error) {
       if (!(error instanceof BlockError)) throw error;
       job.err = error.message;
       return -Errno.EPERM;
     }
+    // ...and its update_filename: the overlay's image on disk names base as its backing file.
+    return job.loop.runCoroutine('commit-change-backing-file', coChangeBackingFile(s.overlay, s.base));
   },
   clean(job) {
     const s = job.state;
@@ -101,15 +106,25 @@ export function commitJobCreate(jobs: JobManager, graph: BlockGraph, args: Block
   const bs = graph.lookupBs(args.device, args.device);
   const chain = backingChain(bs);
   let top = bs;
+  if (args['top-node'] !== undefined && args.top !== undefined) throw new BlockError("'top-node' and 'top' are mutually exclusive");
   if (args['top-node'] !== undefined) {
     top = graph.lookupBs(null, args['top-node']);
     if (!chain.includes(top)) throw new BlockError(`'${args['top-node']}' is not in this backing file chain`);
+  } else if (args.top !== undefined) {
+    const found = bs.filename === args.top ? bs : chain.find((c) => c !== bs && c.filename === args.top);
+    if (found === undefined) throw new BlockError(`Top image file ${args.top} not found`);
+    top = found;
   }
   const below = chain.slice(chain.indexOf(top));
   let base = below[below.length - 1]!;
+  if (args['base-node'] !== undefined && args.base !== undefined) throw new BlockError("'base-node' and 'base' are mutually exclusive");
   if (args['base-node'] !== undefined) {
     base = graph.lookupBs(null, args['base-node']);
     if (!below.includes(base)) throw new BlockError(`'${args['base-node']}' is not in this backing file chain`);
+  } else if (args.base !== undefined) {
+    const found = below.find((c) => c !== top && c.filename === args.base);
+    if (found === undefined) throw new BlockError(`Can't find '${args.base}' in the backing chain`);
+    base = found;
   }
   if (top === base) throw new BlockError('cannot commit an image into itself');
   // A backing file is opened read-only (QEMU reopens it read-write for the commit). Nodes opened

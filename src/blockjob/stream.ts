@@ -34,6 +34,18 @@ export interface StreamState {
   readonly lenBytes: number;
 }
 
+/**
+ * bdrv_change_backing_file: `bs`'s image now names `backing` (its filename, or
+ * `backingFileStr`, and its format) as its backing file; null removes the backing file.
+ * Returns 0 or a negative errno (-ENOTSUP when the format cannot record one).
+ */
+export function* coChangeBackingFile(bs: BlockDriverState, backing: BlockDriverState | null, backingFileStr: string | null = null): Co<number> {
+  const change = bs.drv.changeBackingFile;
+  if (change === undefined) return -Errno.ENOTSUP;
+  if (backing === null) return yield* change.call(bs.drv, bs, null, null);
+  return yield* change.call(bs.drv, bs, backingFileStr ?? backing.filename, backing.drv.formatName);
+}
+
 /** The nodes of `top`'s backing chain, top first. */
 export function backingChain(top: BlockDriverState): BlockDriverState[] {
   const chain: BlockDriverState[] = [];
@@ -92,15 +104,18 @@ export const streamDriver: JobDriver<StreamState> = {
   },
   prepare(job) {
     const s = job.state;
+    // stream_prepare only touches a top that has a backing file at all.
+    if (s.top.backing === null) return 0;
     try {
       // bdrv_set_backing_hd(top, base): the streamed images leave the chain.
       s.graph.setBacking(s.top, s.base);
-      return 0;
     } catch (error) {
       if (!(error instanceof BlockError)) throw error;
       job.err = error.message;
       return -Errno.EPERM;
     }
+    // bdrv_change_backing_file: the image on disk names the base (or nothing) from now on.
+    return job.loop.runCoroutine('stream-change-backing-file', coChangeBackingFile(s.top, s.base));
   },
   clean(job) {
     job.state.nodes.removeAll();

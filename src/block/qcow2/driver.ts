@@ -196,6 +196,10 @@ export const qcow2Driver: BlockDriver = {
   supportedWriteFlags: BdrvReq.WRITE_COMPRESSED,
   supportedZeroFlags: BdrvReq.MAY_UNMAP,
 
+  changeBackingFile(bs: BlockDriverState, file: string | null, format: string | null): Co<number> {
+    return qcow2ChangeBackingFile(bs, file, format);
+  },
+
   *open(bs: BlockDriverState, opts: OptionReader, ctx: OpenContext): Co<void> {
     const file = yield* ctx.openChild(bs, opts, 'file', ChildRole.IMAGE | ChildRole.PRIMARY, { required: true });
     const key = canonical(file!.bs.filename);

@@ -104,7 +104,7 @@ export function streamCommitCommands(): CommandDef[] {
       name: 'block-commit',
       args: struct({ 'job-id?': str, device: str, 'base-node?': str, 'base?': str, 'top-node?': str, 'top?': str, 'backing-file?': str, 'speed?': int, 'on-error?': onErrorEnum, 'filter-node-name?': str, 'auto-finalize?': bool, 'auto-dismiss?': bool }),
       run: ({ vm }, args) => {
-        refuseUnsupported(args, ['base', 'top', 'backing-file', 'filter-node-name'], 'block-commit');
+        refuseUnsupported(args, ['backing-file', 'filter-node-name'], 'block-commit');
         const env = blockEnv(vm);
         startJob(commitJobCreate(env.jobs, env.graph, args) as Job);
       },

@@ -63,6 +63,20 @@ describe.skipIf(!(have('qemu-img') && have('qemu-io')))('commit (needs qemu-img 
     expect(bs.backing?.bs).toBe(baseNode);
     expect(Buffer.compare(read(), before)).toBe(0);
     expect(baseNode.readOnly).toBe(true);
+    // The overlay's image on disk now names base (raw) as its backing file.
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', join(rig.dir, 'top.qcow2')], { encoding: 'utf8' })) as Record<string, unknown>;
+    expect([info['backing-filename'], info['backing-filename-format']]).toEqual([join(rig.dir, 'base.raw'), 'raw']);
+  });
+
+  it('finds top and base by filename', () => {
+    rig = blockRig();
+    const { bs, baseNode } = chain(rig);
+    expect(() => commitJobCreate(rig!.jobs, rig!.graph, { 'device': 'top', 'top': join(rig!.dir, 'nope.qcow2') })).toThrow(`Top image file ${join(rig!.dir, 'nope.qcow2')} not found`);
+    expect(() => commitJobCreate(rig!.jobs, rig!.graph, { 'device': 'top', 'top': join(rig!.dir, 'mid.qcow2'), 'base': 'nope' })).toThrow("Can't find 'nope' in the backing chain");
+    expect(() => commitJobCreate(rig!.jobs, rig!.graph, { 'device': 'top', 'top': 'x', 'top-node': 'y' })).toThrow("'top-node' and 'top' are mutually exclusive");
+    startJob(commitJobCreate(rig.jobs, rig.graph, { 'device': 'top', 'top': join(rig.dir, 'mid.qcow2'), 'base': join(rig.dir, 'base.raw'), 'job-id': 'c' }) as Job);
+    rig.loop.runUntilIdle();
+    expect(bs.backing?.bs).toBe(baseNode);
   });
 
   it('active: READY, then complete pivots the device onto base', () => {

@@ -51,6 +51,27 @@ describe.skipIf(!haveQemuImg)('stream (needs qemu-img and qemu-io to build the c
     expect(rig.events.filter((e) => e.event.startsWith('BLOCK_JOB_')).map((e) => e.event)).toEqual(['BLOCK_JOB_COMPLETED']);
     expect(bs.backing).toBeNull();
     expect(Buffer.compare(read(), before)).toBe(0);
+    // bdrv_change_backing_file: the image on disk has no backing file any more.
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', top], { encoding: 'utf8' })) as Record<string, unknown>;
+    expect(info['backing-filename']).toBeUndefined();
+  });
+
+  it('with a base, the top image on disk names the base as its backing file afterwards', () => {
+    rig = blockRig();
+    const base = join(rig.dir, 'base.qcow2');
+    const mid = join(rig.dir, 'mid.qcow2');
+    const top = join(rig.dir, 'top.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', base, String(MiB)]);
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', mid]);
+    execFileSync('qemu-io', ['-c', 'write -q -P 0x22 0 64k', mid]);
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', mid, '-F', 'qcow2', top]);
+    const bs = rig.graph.blockdevAdd({ 'driver': 'qcow2', 'node-name': 'top', 'file': { driver: 'file', filename: top } });
+    const baseNode = bs.backing!.bs.backing!.bs;
+    startJob(streamJobCreate(rig.jobs, rig.graph, { 'device': 'top', 'job-id': 's', 'base-node': baseNode.nodeName }));
+    rig.loop.runUntilIdle();
+    expect(bs.backing?.bs).toBe(baseNode);
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', top], { encoding: 'utf8' })) as Record<string, unknown>;
+    expect([info['backing-filename'], info['backing-filename-format']]).toEqual([base, 'qcow2']);
   });
 
   it('refuses a base that is not in the chain', () => {
