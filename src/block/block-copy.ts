@@ -1,9 +1,9 @@
 import { assert } from '../engine/assert.js';
 import type { Co } from '../engine/coroutine.js';
 import { CoQueue } from '../engine/sync.js';
-import { BdrvReq } from './driver.js';
+import { BdrvReq, BlockStatus } from './driver.js';
 import { BdrvDirtyBitmap } from './dirty-bitmap.js';
-import { bdrvCoIsAllocated, bdrvCoPreadv, bdrvCoPwriteZeroes, bdrvCoPwritev, isZeroBuffer } from './io.js';
+import { bdrvCoBlockStatusAbove, bdrvCoIsAllocated, bdrvCoPreadv, bdrvCoPwriteZeroes, bdrvCoPwritev, isZeroBuffer } from './io.js';
 import type { BdrvChild } from './node.js';
 
 declare module '../engine/trace.js' {
@@ -22,7 +22,8 @@ const MAX_TASKS = 1 << 16;
 /** A range being copied right now: anyone else needing it waits for it. */
 interface BlockCopyTask {
   readonly offset: number;
-  readonly bytes: number;
+  /** Shrinks (never grows) once block status says how far the first extent goes. */
+  bytes: number;
   finished: boolean;
   readonly waiters: CoQueue;
 }
@@ -114,7 +115,8 @@ export class BlockCopyState {
       const task = this.overlappingTask(start, end);
       if (task !== undefined) {
         // Someone is copying part of the range: wait, then look again (bits come back on failure).
-        while (!task.finished) yield* task.waiters.wait();
+        // It may also shrink and let go of the rest: wake-ups re-check either way.
+        yield* task.waiters.wait();
         continue;
       }
       const area = this.copyBitmap.nextDirtyArea(start, end, this.maxChunkBytes);
@@ -164,20 +166,35 @@ export class BlockCopyState {
   }
 
   /** Copies [offset, offset+bytes), whose bits the caller already cleared; gives them back on failure. */
-  private *copyClaimed(offset: number, bytes: number): Co<CopyResult> {
-    const task = this.claim(offset, bytes);
+  private *copyClaimed(offset: number, claimedBytes: number): Co<CopyResult> {
+    const task = this.claim(offset, claimedBytes);
+    let bytes = claimedBytes;
     let ret = 0;
     let errorIsRead = false;
     try {
+      // block_copy_block_status: one task covers one extent; a zero extent is written as
+      // zeroes without reading the source at all.
+      const status = yield* this.blockStatus(offset, bytes);
+      if (status.bytes < bytes) {
+        // block_copy_task_shrink: the rest goes back to be claimed by someone else.
+        this.copyBitmap.setRange(offset + status.bytes, bytes - status.bytes);
+        bytes = status.bytes;
+        task.bytes = bytes;
+        task.waiters.restartAll();
+      }
       if (this.rateLimit !== null) yield* this.rateLimit(bytes);
-      const buf = new Uint8Array(bytes);
-      ret = yield* bdrvCoPreadv(this.source, offset, bytes, buf);
-      if (ret < 0) {
-        errorIsRead = true;
-      } else if (!this.compress && isZeroBuffer(buf)) {
+      if (status.zero && !this.compress) {
         ret = yield* bdrvCoPwriteZeroes(this.target, offset, bytes, BdrvReq.MAY_UNMAP);
       } else {
-        ret = yield* bdrvCoPwritev(this.target, offset, bytes, buf, this.compress ? BdrvReq.WRITE_COMPRESSED : 0);
+        const buf = new Uint8Array(bytes);
+        ret = yield* bdrvCoPreadv(this.source, offset, bytes, buf);
+        if (ret < 0) {
+          errorIsRead = true;
+        } else if (!this.compress && isZeroBuffer(buf)) {
+          ret = yield* bdrvCoPwriteZeroes(this.target, offset, bytes, BdrvReq.MAY_UNMAP);
+        } else {
+          ret = yield* bdrvCoPwritev(this.target, offset, bytes, buf, this.compress ? BdrvReq.WRITE_COMPRESSED : 0);
+        }
       }
     } finally {
       if (ret < 0) this.copyBitmap.setRange(offset, bytes);
@@ -187,6 +204,21 @@ export class BlockCopyState {
     this.copiedBytes += bytes;
     this.onProgress?.(bytes);
     return COPY_OK;
+  }
+
+  /**
+   * block_copy_block_status: how many bytes from `offset` (whole clusters, at most `bytes`) share
+   * one status, and whether they read as zeroes. A failed or sub-cluster answer falls back to
+   * copying one cluster as data.
+   */
+  private *blockStatus(offset: number, bytes: number): Co<{ bytes: number; zero: boolean }> {
+    const cs = this.clusterSize;
+    const len = this.lengthBytes;
+    const status = yield* bdrvCoBlockStatusAbove(this.source.bs, null, false, true, offset, bytes);
+    if (status.ret < 0 || status.pnum < Math.min(cs, bytes)) return { bytes: Math.min(cs, bytes), zero: false };
+    let num = offset + status.pnum >= len ? Math.ceil(status.pnum / cs) * cs : Math.floor(status.pnum / cs) * cs;
+    num = Math.max(Math.min(num, bytes), Math.min(cs, bytes));
+    return { bytes: num, zero: (status.ret & BlockStatus.ZERO) !== 0 };
   }
 
   /**

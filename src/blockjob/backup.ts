@@ -100,9 +100,11 @@ function* backupLoop(job: Job<BackupState>): Co<number> {
   for (let attempt = 0; attempt < 1 << 30; attempt++) {
     // Nothing (left) to copy: no workers needed. Copy-before-write may still be busy, but the
     // clean-up drains the source before the state goes away.
-    const chunks = Math.ceil(s.bcs.copyBitmap.count / s.bcs.maxChunkBytes);
-    if (chunks === 0 && s.bcs.tasksInFlight === 0) return 0;
-    const call = blockCopyAsync(s.bcs, Math.max(1, Math.min(s.workers, chunks)), job.limit, () => job.loop.clocks.realtimeNs, () => job.enter());
+    // A claimed chunk shrinks to one block-status extent and gives the rest back, so there may be
+    // up to one task per cluster: as many workers as that, up to max-workers (QEMU's task pool).
+    const clusters = Math.ceil(s.bcs.copyBitmap.count / s.bcs.clusterSize);
+    if (clusters === 0 && s.bcs.tasksInFlight === 0) return 0;
+    const call = blockCopyAsync(s.bcs, Math.max(1, Math.min(s.workers, clusters)), job.limit, () => job.loop.clocks.realtimeNs, () => job.enter());
     s.call = call;
     for (let guard = 0; !call.finished && !job.isCancelled; guard++) {
       assert(guard < 1 << 30, 'backup wait does not terminate');
