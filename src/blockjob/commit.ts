@@ -98,12 +98,22 @@ export const commitDriver: JobDriver<CommitState> = {
   },
 };
 
+/** qmp_block_commit's bdrv_lookup_bs(device, device, NULL): an unknown name is DeviceNotFound. */
+function lookupDevice(graph: BlockGraph, device: string): BlockDriverState {
+  try {
+    return graph.lookupBs(device, device);
+  } catch (error) {
+    if (!(error instanceof BlockError)) throw error;
+    throw new BlockError(`Device '${device}' not found`, 'DeviceNotFound');
+  }
+}
+
 /**
  * qmp_block_commit: an intermediate commit (top below the active layer) or, when top is the
  * active layer, an active commit (a mirror into base with READY and complete).
  */
 export function commitJobCreate(jobs: JobManager, graph: BlockGraph, args: BlockCommitArgs): Job<CommitState> | Job<MirrorState> {
-  const bs = graph.lookupBs(args.device, args.device);
+  const bs = lookupDevice(graph, args.device);
   const chain = backingChain(bs);
   let top = bs;
   if (args['top-node'] !== undefined && args.top !== undefined) throw new BlockError("'top-node' and 'top' are mutually exclusive");

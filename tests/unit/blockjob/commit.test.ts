@@ -101,5 +101,6 @@ describe.skipIf(!(have('qemu-img') && have('qemu-io')))('commit (needs qemu-img 
     rig.nullNode('other', MiB);
     expect(() => commitJobCreate(rig!.jobs, rig!.graph, { 'device': 'top', 'base-node': 'other' })).toThrow("'other' is not in this backing file chain");
     expect(() => commitJobCreate(rig!.jobs, rig!.graph, { 'device': 'top', 'top-node': baseNode.nodeName })).toThrow('cannot commit an image into itself');
+    expect(() => commitJobCreate(rig!.jobs, rig!.graph, { 'device': 'nosuch' })).toThrow(expect.objectContaining({ message: "Device 'nosuch' not found", errorClass: 'DeviceNotFound' }));
   });
 });
