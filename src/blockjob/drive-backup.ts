@@ -2,6 +2,8 @@ import { closeSync, ftruncateSync, openSync, readSync } from 'node:fs';
 import { BlockError } from '../block/error.js';
 import { errnoFromHostError } from '../block/errno.js';
 import type { BlockDriverState } from '../block/node.js';
+import { HostFileIO } from '../block/image/host-file.js';
+import { createQcow2 } from '../block/qcow2/create.js';
 import type { BackupCommonArgs } from './backup.js';
 
 /** `drive-backup` arguments: the target is a file name. */
@@ -30,14 +32,47 @@ function probeFormat(filename: string): string {
 }
 
 /**
- * The target node of a drive-backup. mode=absolute-paths creates a raw
- * image of the source's size (a qcow2 target must exist: mode=existing). Host I/O is synchronous
+ * bdrv_img_create of a drive-backup's qcow2 target: the source's size, and for sync=top the
+ * source's backing file (sync=none: the source itself) as its backing file. Returns the node the
+ * target is to be backed by, or null.
+ */
+function createQcow2Target(source: BlockDriverState, args: DriveBackupArgs): BlockDriverState | null {
+  let backing: BlockDriverState | null = null;
+  if (args.sync === 'top') backing = source.backing?.bs ?? null;
+  if (args.sync === 'none') backing = source;
+  let io: HostFileIO;
+  try {
+    io = HostFileIO.open(args.target, { create: true });
+  } catch (error) {
+    throw new BlockError(`Could not create '${args.target}': ${(error as Error).message}`);
+  }
+  try {
+    const options = { sizeBytes: source.getLength(), backingFile: backing?.filename ?? null, backingFormat: backing?.drv.formatName ?? null };
+    source.loop.runCoroutine('drive-backup-create', createQcow2(io, options));
+  } catch (error) {
+    if (error instanceof Error && error.name === 'ImageError') throw new BlockError(`Could not create '${args.target}': ${error.message}`);
+    throw error;
+  } finally {
+    io.close();
+  }
+  return backing;
+}
+
+/**
+ * The target node of a drive-backup. mode=absolute-paths creates a raw image of the source's
+ * size, or a qcow2 image (backed by the source's backing file for sync=top, by the source for
+ * sync=none). Host I/O is synchronous
  * and happens before the job exists, like QEMU's bdrv_img_create in prepare. The caller (QMP)
  * checks the file name against --allow-path first.
  */
 export function openDriveBackupTarget(openNode: (options: Record<string, unknown>) => BlockDriverState, source: BlockDriverState, args: DriveBackupArgs): BlockDriverState {
   const mode = args.mode ?? 'absolute-paths';
   let format = args.format;
+  if (mode === 'absolute-paths' && format === 'qcow2') {
+    const backing = createQcow2Target(source, args);
+    // The new image's backing file is a node that is already open: refer to it.
+    return openNode({ driver: format, file: { driver: 'file', filename: args.target }, ...(backing !== null ? { backing: backing.nodeName } : {}) });
+  }
   if (mode === 'absolute-paths') {
     format ??= 'raw';
     if (format !== 'raw') throw new BlockError(`drive-backup: creating a '${format}' target is not supported; create it first and use mode 'existing'`);

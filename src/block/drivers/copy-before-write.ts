@@ -151,7 +151,7 @@ export function bdrvCbwAppend(graph: BlockGraph, source: BlockDriverState, targe
   try {
     const filter = graph.blockdevAdd(options, { monitorOwned: false });
     try {
-      graph.replaceNode(source, filter, [filter]);
+      graph.replaceNode(source, filter, [filter, ...nodesBelow(filter)]);
     } catch (error) {
       graph.loop.runCoroutine('cbw-undo', graph.coCloseNode(filter, false));
       throw error;
@@ -160,6 +160,25 @@ export function bdrvCbwAppend(graph: BlockGraph, source: BlockDriverState, targe
   } finally {
     bdrvDrainedEnd(source);
   }
+}
+
+/**
+ * Every node reachable from `top` through its children (should_update_child: a parent of the
+ * source that sits below the filter, e.g. a fleecing target backed by the source, keeps its
+ * edge, or the replacement would make a cycle).
+ */
+function nodesBelow(top: BlockDriverState): BlockDriverState[] {
+  const seen = new Set<BlockDriverState>([top]);
+  const queue: BlockDriverState[] = [top];
+  for (let head = 0; head < queue.length; head++) {
+    assert(head < 1 << 16, 'graph walk does not terminate');
+    for (const child of queue[head]!.children) {
+      if (seen.has(child.bs)) continue;
+      seen.add(child.bs);
+      queue.push(child.bs);
+    }
+  }
+  return queue.slice(1);
 }
 
 /**

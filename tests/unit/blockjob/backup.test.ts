@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
+import '../../../src/block/qcow2/driver.js';
 import { blockRig, type BlockRig } from './block-helpers.js';
 import { runTransaction } from '../../../src/blockjob/transaction.js';
 import { blockDirtyBitmapAdd } from '../../../src/blockjob/bitmap-actions.js';
@@ -157,6 +158,28 @@ describe('drive-backup', () => {
     rig.loop.runUntilIdle();
     // Only the node the test opened itself still uses the file.
     expect([...rig.graph.nodes.values()].filter((bs) => bs.filename === target).length).toBe(usersBefore);
+  });
+
+  it('creates a qcow2 target (format qcow2); for sync=none it is backed by the source node', () => {
+    rig = blockRig();
+    rig.fileNode('src', MiB, pattern);
+    const full = `${rig.dir}/full.qcow2`;
+    runTransaction(rig.env, [{ type: 'drive-backup', data: { 'device': 'src', 'target': full, 'format': 'qcow2', 'sync': 'full', 'job-id': 'f' } }]);
+    rig.loop.runUntilIdle();
+    expect(rig.events.filter((e) => e.event.startsWith('BLOCK_JOB_')).map((e) => e.event)).toEqual(['BLOCK_JOB_COMPLETED']);
+    expect([...readFileSync(full).subarray(0, 4)]).toEqual([0x51, 0x46, 0x49, 0xfb]);
+    const check = rig.graph.blockdevAdd({ driver: 'qcow2', file: { driver: 'file', filename: full } });
+    const buf = new Uint8Array(MiB);
+    expect(rig.loop.runCoroutine('read', rig.backend(check).coPreadv(0, MiB, buf))).toBe(0);
+    expect(Buffer.compare(buf, Uint8Array.from({ length: MiB }, (_, i) => pattern(i)))).toBe(0);
+
+    const none = `${rig.dir}/none.qcow2`;
+    runTransaction(rig.env, [{ type: 'drive-backup', data: { 'device': 'src', 'target': none, 'format': 'qcow2', 'sync': 'none', 'job-id': 'n' } }]);
+    const target = [...rig.graph.nodes.values()].find((bs) => bs.filename === none && bs.drv.formatName === 'qcow2');
+    expect(target?.backing?.bs).toBe(rig.graph.lookupNode('src'));
+    rig.jobs.get('n')!.cancel(true);
+    rig.loop.runUntilIdle();
+    expect([...rig.graph.nodes.values()].filter((bs) => bs.filename === none)).toEqual([]);
   });
 
   it('blockdev-backup inserts the copy-before-write filter named by filter-node-name and drops it when the job ends', () => {
