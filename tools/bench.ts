@@ -33,10 +33,19 @@ async function main(): Promise<void> {
     .strict()
     .parse();
   const results: BenchResult[] = [];
+  const failed: string[] = [];
   for (const bench of await discoverCases()) {
     if (argv.only && !argv.only.includes(bench.group)) continue;
     if (!argv.json) process.stderr.write(chalk.dim(`running ${bench.name}...\n`));
-    const figures = await bench.run();
+    let figures: BenchResult[];
+    try {
+      figures = await bench.run();
+    } catch (error) {
+      // One broken area must not hide every other figure: report it, go on, fail at the end.
+      failed.push(bench.name);
+      console.error(chalk.red(`${bench.name}: ${error instanceof Error ? error.message : String(error)}`));
+      continue;
+    }
     for (const figure of figures) {
       results.push(figure);
       if (!argv.json) {
@@ -47,6 +56,10 @@ async function main(): Promise<void> {
     }
   }
   if (argv.json) console.log(JSON.stringify(results, null, 2));
+  if (failed.length > 0) {
+    console.error(chalk.red(`failed: ${failed.join(', ')}`));
+    process.exitCode = 1;
+  }
 }
 
 main().catch((error: unknown) => {
