@@ -115,8 +115,9 @@ export const copyBeforeWriteDriver: BlockDriver = {
 
   childPerms(bs, _child, role, parentPerm, parentShared): ChildPerms {
     if ((role & ChildRole.FILTERED) === 0) {
-      // Target: we write it, and nobody else may write or resize it.
-      return { perm: BlkPerm.WRITE, shared: BlkPerm.CONSISTENT_READ | BlkPerm.WRITE_UNCHANGED };
+      // Target (cbw_child_perm): we write it; others may write it too (a guest disk may sit in
+      // the target's backing chain), but nobody may resize it: its size was checked up front.
+      return { perm: BlkPerm.WRITE, shared: BlkPerm.ALL & ~BlkPerm.RESIZE };
     }
     const perms = defaultChildPerms(bs, role, parentPerm, parentShared);
     if (bs.parents.length === 0) return perms;

@@ -75,4 +75,19 @@ describe('human-monitor-command qemu-io', () => {
     expect(hmp('qemu-io ro "write 0 64k"')).toEqual({ return: 'Block node is read-only\r\n' });
     expect(stdout).toEqual([]);
   });
+
+  it('refuses a write to the source under a backup filter exactly as QEMU 7.2, allows it through the filter and to the target', () => {
+    const { vm, hmp, stdout } = vmWithRawNode();
+    expect(vm.qmp('blockdev-add', { driver: 'null-co', 'node-name': 'tgt', size: MiB })).toEqual({ return: {} });
+    expect(vm.qmp('blockdev-backup', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'none', 'filter-node-name': 'cbw' })).toEqual({ return: {} });
+    expect(hmp('qemu-io src "write -P 0x22 0 64k"')).toEqual({
+      return:
+        "Permission conflict on node 'src': permissions 'write' are both required by an unnamed block device (uses node 'src' as 'root' child) and unshared by node 'cbw' (uses node 'src' as 'file' child).\r\n",
+    });
+    expect(stdout).toEqual([]);
+    expect(hmp('qemu-io cbw "write -P 0x22 0 64k"')).toEqual({ return: '' });
+    expect(hmp('qemu-io tgt "write -P 0x33 0 64k"')).toEqual({ return: '' });
+    expect(stdout.filter((l) => l.startsWith('wrote'))).toHaveLength(2);
+    vm.shutdown();
+  });
 });
