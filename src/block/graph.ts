@@ -51,6 +51,8 @@ export class BlockGraph {
   readonly objects = new Map<string, { readonly qomType: string; readonly value: unknown }>();
   /** Coroutines in a drained section waiting for in-flight requests to end. */
   readonly drainWaiters = new CoQueue();
+  /** parent->backing_blocker of each backing edge (bdrv_backing_attach). */
+  private readonly backingBlockers = new WeakMap<BdrvChild, BlockError>();
   private autoNameCounter = 0;
 
   constructor(readonly loop: MainLoop) {}
@@ -248,8 +250,28 @@ export class BlockGraph {
     if (parentNode !== null) {
       if (name === 'file') parentNode.file = child;
       else if (name === 'backing') parentNode.backing = child;
+      if ((role & ChildRole.COW) !== 0) this.blockBackingOps(parentNode, child);
     }
     return child;
+  }
+
+  /**
+   * bdrv_backing_attach: a backing file refuses every operation ("Node 'b' is busy: node is used
+   * as backing hd of 'top'") except those that work on a chain: commit into it, stream, backup.
+   */
+  private blockBackingOps(parent: BlockDriverState, child: BdrvChild): void {
+    // bdrv_get_device_or_node_name: the name of a BlockBackend on the parent, else its node name.
+    let parentName = parent.nodeName;
+    for (const p of parent.parents) {
+      if (p.parent instanceof BlockBackend && p.parent.name !== '') {
+        parentName = p.parent.name;
+        break;
+      }
+    }
+    const blocker = new BlockError(`node is used as backing hd of '${parentName}'`);
+    this.backingBlockers.set(child, blocker);
+    child.bs.opBlockAll(blocker);
+    for (const op of ['commit-target', 'stream', 'backup-source', 'backup-target'] as const) child.bs.opUnblock(op, blocker);
   }
 
   private assertNoCycle(parent: BlockDriverState, bs: BlockDriverState): void {
@@ -282,6 +304,11 @@ export class BlockGraph {
       if (at >= 0) parentNode.children.splice(at, 1);
       if (parentNode.file === child) parentNode.file = null;
       if (parentNode.backing === child) parentNode.backing = null;
+    }
+    const blocker = this.backingBlockers.get(child);
+    if (blocker !== undefined) {
+      bs.opUnblockAll(blocker);
+      this.backingBlockers.delete(child);
     }
     child.perm = 0;
     child.shared = 0x1f;

@@ -114,6 +114,10 @@ function lookupDevice(graph: BlockGraph, device: string): BlockDriverState {
  */
 export function commitJobCreate(jobs: JobManager, graph: BlockGraph, args: BlockCommitArgs): Job<CommitState> | Job<MirrorState> {
   const bs = lookupDevice(graph, args.device);
+  // qmp_block_commit checks the device's node (the active layer), not top: an intermediate top
+  // is a backing file, and those refuse every operation but commit-target, stream and backup.
+  const blockedSource = bs.opIsBlocked('commit-source');
+  if (blockedSource !== null) throw blockedSource;
   const chain = backingChain(bs);
   let top = bs;
   if (args['top-node'] !== undefined && args.top !== undefined) throw new BlockError("'top-node' and 'top' are mutually exclusive");
@@ -135,6 +139,10 @@ export function commitJobCreate(jobs: JobManager, graph: BlockGraph, args: Block
     const found = below.find((c) => c !== top && c.filename === args.base);
     if (found === undefined) throw new BlockError(`Can't find '${args.base}' in the backing chain`);
     base = found;
+  }
+  for (const node of below.slice(0, below.indexOf(base) + 1)) {
+    const blockedTarget = node.opIsBlocked('commit-target');
+    if (blockedTarget !== null) throw blockedTarget;
   }
   if (top === base) throw new BlockError('cannot commit an image into itself');
   // A backing file is opened read-only (QEMU reopens it read-write for the commit). Nodes opened
@@ -163,8 +171,6 @@ export function commitJobCreate(jobs: JobManager, graph: BlockGraph, args: Block
   }
   const overlay = chain[chain.indexOf(top) - 1];
   assert(overlay !== undefined, 'an intermediate top has an overlay');
-  const blocked = top.opIsBlocked('commit-source');
-  if (blocked !== null) throw blocked;
   const len = top.getLength();
   if (len < 0) throw BlockError.withErrno(`Unable to get length for '${top.nodeName}'`, -len);
   if (baseWasReadOnly) makeBaseWritable();
