@@ -28,7 +28,8 @@ export async function errorPolicyRun(t: IoTestContext, policy: 'report' | 'ignor
       await vm.qmpLog('job-resume', { id: 'job0' });
     }
   }
-  await vm.runJob('job0', { autoDismiss: true, filterOffsets: false });
+  // A job that fails stops wherever its workers were: its offset depends on the schedule.
+  await vm.runJob('job0', { autoDismiss: true, filterOffsets: policy === 'report' || policy === 'enospc' });
   await vm.shutdown();
   await t.io(t.path('tgt.qcow2'), ['read -P 0x66 0 128k']);
 }
