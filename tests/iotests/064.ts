@@ -5,6 +5,7 @@ import { guestIo } from './lib/helpers.js';
 // Active (write-blocking) mirror: guest writes made while READY reach the target before they
 // complete, so the target equals the source at complete time.
 export default defineTest({
+  tsqemuGap: "blockdev-mirror has no mirror filter node yet, so filter-node-name is refused (issue 4)",
   groups: ['mirror'],
   async run(t) {
     const vm = await mirrorPair(t);

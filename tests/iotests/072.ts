@@ -3,6 +3,7 @@ import { addQcow2 } from './lib/helpers.js';
 
 // A node already used by a job can't start a second job.
 export default defineTest({
+  tsqemuGap: "block-stream does not insert QEMU's copy-on-read filter and blockdev-mirror lacks the root-node check (issue 4)",
   groups: ['stream', 'errors'],
   async run(t) {
     await t.img.create('qcow2', t.path('base.qcow2'), '64M');
