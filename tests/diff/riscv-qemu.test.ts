@@ -33,7 +33,7 @@ describe('RISC-V vs recorded QEMU results', () => {
   }
 });
 
-describe.skipIf(!haveQemu())('RISC-V vs live QEMU (skipped: qemu-system-riscv64 not installed)', () => {
+describe.skipIf(!haveQemu())(haveQemu() ? 'RISC-V vs live QEMU' : 'RISC-V vs live QEMU (skipped: qemu-system-riscv64 not installed)', () => {
   it('fresh random programs agree with qemu-system-riscv64 -M spike', () => {
     const params = { numRuns: 15, ...fcReplayParams() };
     fc.assert(
