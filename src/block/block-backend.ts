@@ -241,56 +241,40 @@ export class BlockBackend implements BdrvChildParent, NamedBackend {
 
   // ---- requests -----------------------------------------------------------------------------------
 
-  /** blk_co_preadv: 0 or a negative errno. */
-  *coPreadv(offset: number, bytes: number, buf: Uint8Array, flags = 0): Co<number> {
+  /**
+   * The frame every byte-range request shares: queue while drained (or count as in flight),
+   * check the range against the medium, run `io` on the root child, leave.
+   */
+  private *byteRequest(offset: number, bytes: number, io: (root: BdrvChild) => Co<number>): Co<number> {
     if (this.mustQueue) yield* this.waitWhileDrained();
     else this.inFlight++;
     try {
       const check = this.checkByteRequest(offset, bytes);
       if (check < 0) return check;
-      return yield* bdrvCoPreadv(this.root!, offset, bytes, buf, flags);
+      return yield* io(this.root!);
     } finally {
       this.leave();
     }
+  }
+
+  /** blk_co_preadv: 0 or a negative errno. */
+  *coPreadv(offset: number, bytes: number, buf: Uint8Array, flags = 0): Co<number> {
+    return yield* this.byteRequest(offset, bytes, (root) => bdrvCoPreadv(root, offset, bytes, buf, flags));
   }
 
   /** blk_co_pwritev: 0 or a negative errno (-EPERM without the write permission). */
   *coPwritev(offset: number, bytes: number, buf: Uint8Array, flags = 0): Co<number> {
-    if (this.mustQueue) yield* this.waitWhileDrained();
-    else this.inFlight++;
-    try {
-      const check = this.checkByteRequest(offset, bytes);
-      if (check < 0) return check;
-      return yield* bdrvCoPwritev(this.root!, offset, bytes, buf, flags);
-    } finally {
-      this.leave();
-    }
+    return yield* this.byteRequest(offset, bytes, (root) => bdrvCoPwritev(root, offset, bytes, buf, flags));
   }
 
   /** blk_co_pwrite_zeroes. */
   *coPwriteZeroes(offset: number, bytes: number, flags = 0): Co<number> {
-    if (this.mustQueue) yield* this.waitWhileDrained();
-    else this.inFlight++;
-    try {
-      const check = this.checkByteRequest(offset, bytes);
-      if (check < 0) return check;
-      return yield* bdrvCoPwriteZeroes(this.root!, offset, bytes, flags);
-    } finally {
-      this.leave();
-    }
+    return yield* this.byteRequest(offset, bytes, (root) => bdrvCoPwriteZeroes(root, offset, bytes, flags));
   }
 
   /** blk_co_pdiscard. */
   *coPdiscard(offset: number, bytes: number): Co<number> {
-    if (this.mustQueue) yield* this.waitWhileDrained();
-    else this.inFlight++;
-    try {
-      const check = this.checkByteRequest(offset, bytes);
-      if (check < 0) return check;
-      return yield* bdrvCoPdiscard(this.root!, offset, bytes);
-    } finally {
-      this.leave();
-    }
+    return yield* this.byteRequest(offset, bytes, (root) => bdrvCoPdiscard(root, offset, bytes));
   }
 
   /** blk_co_flush (0 without medium, as QEMU: nothing to flush). */
