@@ -67,7 +67,6 @@ export abstract class VmBase {
     const autoDismiss = options.autoDismiss ?? false;
     const filters: Filter[] = [filterTimestamps];
     if (options.filterOffsets ?? true) filters.push(filterJobOffsets);
-    const error: string | null = null;
     const maxEvents = options.maxEvents ?? DEFAULT_MAX_EVENTS;
     // Events of other jobs wait for their own runJob; everything else is logged here.
     const others: QmpEvent[] = [];
@@ -75,56 +74,42 @@ export abstract class VmBase {
       const owner = event.event === 'JOB_STATUS_CHANGE' ? event.data?.['id'] : event.event.startsWith('BLOCK_JOB_') ? (event.data?.['device'] ?? event.data?.['id']) : undefined;
       return owner !== undefined && owner !== id;
     };
+    let error: string | null = null;
     try {
-      return await this.runJobLoop(id, options, filters, maxEvents, isOther, others, autoFinalize, autoDismiss, error);
+      for (let i = 0; i < maxEvents; i++) {
+        const event = await this.pull();
+        if (isOther(event)) {
+          others.push(event);
+          continue;
+        }
+        if (await this.isDrainBlip(event, id, isOther, others)) continue;
+        this.log(applyFilters(event, filters));
+        if (event.event !== 'JOB_STATUS_CHANGE' || event.data?.['id'] !== id) continue;
+        const status = event.data['status'];
+        if (status === 'aborting') {
+          const jobs = await this.qmp('query-jobs');
+          if ('return' in jobs && Array.isArray(jobs.return)) {
+            for (const job of jobs.return as Record<string, unknown>[]) {
+              if (job['id'] === id && typeof job['error'] === 'string') {
+                error = job['error'];
+                this.log(`Job failed: ${error}`);
+              }
+            }
+          }
+        } else if (status === 'ready') {
+          await this.qmpLog(options.cancel ? 'job-cancel' : 'job-complete', { id }, filters);
+        } else if (status === 'pending' && !autoFinalize) {
+          await this.qmpLog(options.cancel ? 'job-cancel' : 'job-finalize', { id }, filters);
+        } else if (status === 'concluded' && !autoDismiss) {
+          await this.qmpLog('job-dismiss', { id }, filters);
+        } else if (status === 'null') {
+          return error;
+        }
+      }
+      throw new Error(`job ${id} did not end within ${maxEvents} events`);
     } finally {
       this.held.unshift(...others);
     }
-  }
-
-  private async runJobLoop(
-    id: string,
-    options: RunJobOptions,
-    filters: Filter[],
-    maxEvents: number,
-    isOther: (event: QmpEvent) => boolean,
-    others: QmpEvent[],
-    autoFinalize: boolean,
-    autoDismiss: boolean,
-    initialError: string | null,
-  ): Promise<string | null> {
-    let error = initialError;
-    for (let i = 0; i < maxEvents; i++) {
-      const event = await this.pull();
-      if (isOther(event)) {
-        others.push(event);
-        continue;
-      }
-      if (await this.isDrainBlip(event, id, isOther, others)) continue;
-      this.log(applyFilters(event, filters));
-      if (event.event !== 'JOB_STATUS_CHANGE' || event.data?.['id'] !== id) continue;
-      const status = event.data['status'];
-      if (status === 'aborting') {
-        const jobs = await this.qmp('query-jobs');
-        if ('return' in jobs && Array.isArray(jobs.return)) {
-          for (const job of jobs.return as Record<string, unknown>[]) {
-            if (job['id'] === id && typeof job['error'] === 'string') {
-              error = job['error'];
-              this.log(`Job failed: ${error}`);
-            }
-          }
-        }
-      } else if (status === 'ready') {
-        await this.qmpLog(options.cancel ? 'job-cancel' : 'job-complete', { id }, filters);
-      } else if (status === 'pending' && !autoFinalize) {
-        await this.qmpLog(options.cancel ? 'job-cancel' : 'job-finalize', { id }, filters);
-      } else if (status === 'concluded' && !autoDismiss) {
-        await this.qmpLog('job-dismiss', { id }, filters);
-      } else if (status === 'null') {
-        return error;
-      }
-    }
-    throw new Error(`job ${id} did not end within ${maxEvents} events`);
   }
 
   /**
