@@ -36,13 +36,24 @@ function onOff(value: unknown): boolean {
   return value === 'on' || value === 'true' || value === 'yes' || value === true;
 }
 
+/** `-icount ...,rr=record|replay`: the drives must not change between record and replay. */
+function underRecordReplay(icount: string | null): boolean {
+  return icount !== null && /(^|,)rr=(record|replay)(,|$)/.test(icount);
+}
+
 /**
- * `-drive file=F,format=raw,if=none,id=ID[,readonly=on]` opens the node tree and a named
- * BlockBackend; `-device virtio-blk-device,drive=ID` puts it on the board. Other device models
- * are refused as QEMU refuses unknown ones.
+ * `-drive file=F,format=raw,if=none|virtio,id=ID[,readonly=on][,snapshot=on]` opens the node tree
+ * and a named BlockBackend; `-device virtio-blk-device,drive=ID` (or `if=virtio`) puts it on the
+ * board. With `snapshot=on`, `-snapshot` or under record/replay the image is opened read-only
+ * under a memory overlay that takes the guest's writes (src/block/drivers/snapshot-overlay.ts).
+ * Other device models are refused as QEMU refuses unknown ones.
  */
 function openDrives(vm: Vm): VirtDriveConfig[] {
   const used = new Map<string, { id?: string; serial?: string }>();
+  // QEMU creates the devices of if=virtio drives while it opens the drives, before any -device.
+  vm.config.drives.forEach((drive, index) => {
+    if (str(drive['if']) === 'virtio') used.set(str(drive['id']) ?? `drive${index}`, {});
+  });
   for (const device of vm.config.devices) {
     const driver = str(device['driver']) ?? '';
     if (driver !== 'virtio-blk-device') throw new UsageError(`-device ${driver}: '${driver}' is not a valid device model name`);
@@ -51,17 +62,21 @@ function openDrives(vm: Vm): VirtDriveConfig[] {
     used.set(drive, { id: str(device['id']), serial: str(device['serial']) });
   }
   const backends = new Map<string, BlockBackend>();
+  const forceSnapshot = vm.config.snapshot || underRecordReplay(vm.config.icount);
   vm.config.drives.forEach((drive, index) => {
     const id = str(drive['id']) ?? `drive${index}`;
     const file = str(drive['file']);
     const describe = Object.entries(drive).map(([k, v]) => `${k}=${String(v)}`).join(',');
     if (file === undefined) throw new UsageError(`-drive ${describe}: Parameter 'file' is missing`);
     const iface = str(drive['if']) ?? 'none';
-    if (iface !== 'none') throw new UsageError(`-drive ${describe}: machine type does not support if=${iface}`);
+    if (iface !== 'none' && iface !== 'virtio') throw new UsageError(`-drive ${describe}: machine type does not support if=${iface}`);
     const readOnly = onOff(drive['readonly']);
+    const snapshot = !readOnly && (forceSnapshot || onOff(drive['snapshot']));
     try {
       vm.paths.check(file);
-      const node = vm.graph.blockdevAdd({ driver: str(drive['format']) ?? 'raw', 'read-only': readOnly, file: { driver: 'file', filename: file, 'read-only': readOnly } }, { monitorOwned: false, driverMessage: 'legacy' });
+      const imageReadOnly = readOnly || snapshot;
+      let node = vm.graph.blockdevAdd({ driver: str(drive['format']) ?? 'raw', 'read-only': imageReadOnly, file: { driver: 'file', filename: file, 'read-only': imageReadOnly } }, { monitorOwned: false, driverMessage: 'legacy' });
+      if (snapshot) node = vm.graph.blockdevAdd({ driver: 'snapshot-overlay', file: node.nodeName }, { monitorOwned: false });
       // A drive without a device takes no permissions, so jobs may use it freely.
       const perms = used.has(id) ? devicePerms(readOnly) : { perm: 0, shared: BlkPerm.ALL };
       backends.set(id, BlockBackend.withNode(vm.graph, node, { name: id, ...perms }));
@@ -117,6 +132,7 @@ export function startMachine(vm: Vm, hooks: MachineHooks): MachineSession {
         drives,
         onQuit: hooks.onQuit,
         noCpu: accelQtest,
+        jit: config.jit,
       });
     } catch (error) {
       if (error instanceof MachineConfigError) throw new UsageError(error.message);

@@ -1,5 +1,6 @@
 import { parseSize } from '../block/options.js';
 import { UsageError, parseKeyval, splitOptions } from './keyval.js';
+import { parseObjectOption } from './objects-cli.js';
 import { type ChardevSpec, type MonitorSpec, type VmConfig, defaultVmConfig } from './vm-config.js';
 
 /**
@@ -85,7 +86,7 @@ function parseChardev(text: string): [string, ChardevSpec] {
   }
 }
 
-/** `-blockdev`/`-object`: JSON when it starts with `{`, else keyval. */
+/** `-blockdev`/`-device`: JSON when it starts with `{`, else keyval. */
 function jsonOrKeyval(text: string, implied?: string): Record<string, unknown> {
   if (text.trimStart().startsWith('{')) {
     let parsed: unknown;
@@ -143,9 +144,21 @@ const OPTIONS: Readonly<Record<string, OptionDef>> = {
   },
   blockdev: { arg: ARG, apply: (c, v) => c.blockdevs.push(jsonOrKeyval(v)) },
   drive: { arg: ARG, apply: (c, v) => c.drives.push(parseKeyval(v, 'file')) },
-  object: { arg: ARG, apply: (c, v) => c.objects.push(jsonOrKeyval(v, 'qom-type')) },
+  object: { arg: ARG, apply: (c, v) => c.objects.push(parseObjectOption(v)) },
   device: { arg: ARG, apply: (c, v) => c.devices.push(jsonOrKeyval(v, 'driver')) },
-  accel: { arg: ARG, apply: (c, v) => c.accel.push(String(parseKeyval(v, 'accel')['accel'] ?? v)) },
+  accel: {
+    arg: ARG,
+    apply: (c, v) => {
+      const opts = parseKeyval(v, 'accel');
+      const name = String(opts['accel'] ?? v);
+      c.accel.push(name);
+      // `-accel tcg,jit=off`: tsqemu's switch between translated code and the interpreter.
+      if (opts['jit'] !== undefined) {
+        if (name !== 'tcg') throw new UsageError(`Property '${name}-accel.jit' not found`);
+        c.jit = onOff(String(opts['jit']), true, 'jit');
+      }
+    },
+  },
   seed: {
     arg: ARG,
     apply: (c, v) => {
@@ -180,6 +193,7 @@ const OPTIONS: Readonly<Record<string, OptionDef>> = {
   'qtest-log': { arg: ARG, apply: (c, v) => (c.qtestLog = v) },
   s: { arg: FLAG, apply: (c) => (c.gdb = 'tcp::1234') },
   gdb: { arg: ARG, apply: (c, v) => (c.gdb = v) },
+  snapshot: { arg: FLAG, apply: (c) => (c.snapshot = true) },
   'allow-path': { arg: ARG, apply: (c, v) => c.allowPaths.push(v) },
   name: { arg: ARG, apply: () => undefined },
   'no-reboot': { arg: FLAG, apply: () => undefined },

@@ -1,3 +1,5 @@
+import type { ObjectSpec } from './objects-cli.js';
+
 /**
  * A VM as the command line (or an in-process caller) describes it. `src/system` turns it into a
  * running VM; options that belong to other subsystems (firmware, kernel, qtest, replay, gdb) are
@@ -39,10 +41,15 @@ export interface VmConfig {
   readonly blockdevs: readonly Readonly<Record<string, unknown>>[];
   /** `-drive` options in order (keyval). */
   readonly drives: readonly Readonly<Record<string, unknown>>[];
-  readonly objects: readonly Readonly<Record<string, unknown>>[];
+  /** `-object` options in order (created before any -blockdev). */
+  readonly objects: readonly ObjectSpec[];
   readonly devices: readonly Readonly<Record<string, unknown>>[];
   /** `-accel` entries (`tcg`, `qtest`), first wins. */
   readonly accel: readonly string[];
+  /** `-accel tcg,jit=off`: the CPU runs its interpreter only (no translated code). */
+  readonly jit: boolean;
+  /** `-snapshot`: every drive as if `snapshot=on` (writes go to a throw-away overlay). */
+  readonly snapshot: boolean;
   /** Root seed of every RNG stream and of the explore scheduling policy. */
   readonly seed: number;
   /** Scheduling policy: QEMU's natural order (fifo) or seeded exploration. */
@@ -84,6 +91,8 @@ export function defaultVmConfig(overrides: Partial<VmConfig> = {}): VmConfig {
     objects: [],
     devices: [],
     accel: [],
+    jit: true,
+    snapshot: false,
     seed: 0,
     policy: 'fifo',
     traceFile: null,

@@ -14,6 +14,8 @@ export const RISCV_CPU_MMU = 'riscv,sv48';
 export interface RiscvHartsOptions {
   /** `-icount shift=N`. */
   readonly icountShift?: number;
+  /** false = `-accel tcg,jit=off`: every hart runs the interpreter only. Default true. */
+  readonly jit?: boolean;
 }
 
 /** Virtual time each hart runs before the next one gets its turn (QEMU's round-robin quantum). */
@@ -66,7 +68,7 @@ export function riscvCpuFactory(options: RiscvHartsOptions = {}): CpuFactory & {
       assert(contexts.length >= 1, 'no harts');
       const harts: BoardHart[] = [];
       for (const ctx of contexts) {
-        const cpu = new RiscvCpu(ctx.loop, { xlen: 64, hartId: ctx.hartId, resetPc: 0x1000, memory: ctx.memory, readTime: ctx.readTime, icountShift: options.icountShift });
+        const cpu = new RiscvCpu(ctx.loop, { xlen: 64, hartId: ctx.hartId, resetPc: 0x1000, memory: ctx.memory, readTime: ctx.readTime, icountShift: options.icountShift, jit: options.jit ?? true });
         cpus.push(cpu);
         const hart = cpu.hart;
         harts.push({

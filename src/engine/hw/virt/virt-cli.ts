@@ -37,6 +37,8 @@ export interface VirtCliOptions {
   readonly rtc?: string | null;
   /** `-accel qtest`: no CPU. */
   readonly noCpu?: boolean;
+  /** `-accel tcg,jit=off` (false): the harts interpret, nothing is translated. Default true. */
+  readonly jit?: boolean;
 }
 
 /** What the command line holds while the VM runs. */
@@ -72,7 +74,7 @@ export function startVirtFromCli(loop: MainLoop, options: VirtCliOptions): VirtS
     drives: options.drives,
     virtioModern: options.virtioModern,
     rtcBaseSeconds: rtcBase,
-    cpu: options.noCpu === true ? undefined : riscvCpuFactory({ icountShift: parseIcountShift(options.icount) }),
+    cpu: options.noCpu === true ? undefined : riscvCpuFactory({ icountShift: parseIcountShift(options.icount), jit: options.jit ?? true }),
   });
   const serial = serialSpec === 'none' ? new NullChardev('serial0', 'serial0') : openChardev(serialSpec, loop.gate, { id: 'serial0', channel: 'serial0', onQuit: options.onQuit });
   machine.uart.output = serial;

@@ -29,6 +29,8 @@ export class RiscvCpu implements CpuDriver {
   private sliceBaseNs = 0;
   private sliceBaseIcount = 0;
   private inSlice = false;
+  /** The translator, or null when the hart only interprets. */
+  private readonly jit: RiscvJit | null = null;
 
   constructor(
     private readonly loop: MainLoop,
@@ -40,7 +42,15 @@ export class RiscvCpu implements CpuDriver {
     const readTime = options.readTime === undefined ? () => BigInt(Math.floor(loop.clocks.virtualNs / 100)) : options.readTime;
     this.hart = new RiscvHart({ ...options, readTime });
     this.hart.syncClock = () => this.syncClock();
-    if (options.jit ?? true) this.hart.attachJit(new RiscvJit(options.jitThreshold));
+    if (options.jit ?? true) {
+      this.jit = new RiscvJit(options.jitThreshold);
+      this.hart.attachJit(this.jit);
+    }
+  }
+
+  /** Units of guest code translated so far (always 0 under `-accel tcg,jit=off`). */
+  get translatedBlocks(): number {
+    return this.jit?.compiled ?? 0;
   }
 
   get runnable(): boolean {
