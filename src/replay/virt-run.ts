@@ -1,17 +1,18 @@
 /**
  * Builds a virt board for record or play from a plain description, the same way in both modes:
- * same seed, same firmware, disks opened on private copies (the `snapshot=on` rule: the image
- * itself is never written, so play starts from the bytes the recording started from). The header
+ * same seed, same firmware, disks opened read-only under a `snapshot=on` overlay (the image itself
+ * is never written, so play starts from the bytes the recording started from). The header
  * carries a digest of this description and of every image, so a log for another machine or a
  * changed disk is recognised.
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
 import { BlockBackend, devicePerms } from '../block/block-backend.js';
 import { BlockGraph } from '../block/graph.js';
+import type { BlockDriverState } from '../block/node.js';
 import '../block/qcow2/driver.js';
+import { assert } from '../engine/assert.js';
 import { digestOf } from '../engine/digest.js';
 import { MainLoop } from '../engine/main-loop.js';
 import type { CharOutput } from '../engine/hw/char/ns16550a.js';
@@ -44,7 +45,9 @@ export interface VirtRun extends ReplayMachine {
   readonly machine: VirtMachine;
   readonly spec: VirtRunSpec;
   readonly disks: readonly DiskDigest[];
-  /** Removes the private disk copies. */
+  /** The `snapshot=on` overlay node of each drive, in drive order (their state is the disks' state). */
+  readonly overlays: readonly BlockDriverState[];
+  /** Closes the block layer (the overlays' writes are dropped, as with snapshot=on). */
   close(): void;
 }
 
@@ -67,13 +70,13 @@ export function buildVirtRun(spec: VirtRunSpec, serialOutput: CharOutput | null)
   const loop = new MainLoop({ seed: spec.seed, policy: spec.policy });
   const graph = new BlockGraph(loop);
   const disks = describeDisks(spec);
-  const dir = spec.drives.length > 0 ? mkdtempSync(join(tmpdir(), 'tsqemu-replay-')) : null;
-  const drives: VirtDriveConfig[] = spec.drives.map((drive, index) => {
-    // snapshot=on: the guest writes to a private copy, never to the image.
-    const copy = join(dir!, `${index}-${basename(drive.file)}`);
-    copyFileSync(drive.file, copy);
-    const node = graph.blockdevAdd({ driver: drive.format, 'node-name': `drive-${drive.id}`, file: { driver: 'file', filename: copy, 'node-name': `file-${drive.id}` } });
-    const backend = BlockBackend.withNode(graph, node, { name: drive.id, ...devicePerms(false) });
+  const overlays: BlockDriverState[] = [];
+  const drives: VirtDriveConfig[] = spec.drives.map((drive) => {
+    // snapshot=on: the guest writes to a memory overlay, never to the image.
+    const base = graph.blockdevAdd({ driver: drive.format, 'node-name': `drive-${drive.id}`, 'read-only': true, file: { driver: 'file', filename: drive.file, 'node-name': `file-${drive.id}`, 'read-only': true } });
+    const overlay = graph.blockdevAdd({ driver: 'snapshot-overlay', 'node-name': `overlay-${drive.id}`, file: base.nodeName });
+    overlays.push(overlay);
+    const backend = BlockBackend.withNode(graph, overlay, { name: drive.id, ...devicePerms(false) });
     return { backend };
   });
   const machine = buildVirtMachine(loop, {
@@ -93,8 +96,19 @@ export function buildVirtRun(spec: VirtRunSpec, serialOutput: CharOutput | null)
     icountShift: spec.icountShift,
     probes: virtProbes(machine),
     attachEvents: (emit) => attachIrqEvents(machine, emit),
+    overlays,
     close(): void {
-      if (dir !== null) rmSync(dir, { recursive: true, force: true });
+      // Not through the main loop: a run stopped at --until would execute guest instructions while
+      // the graph drains. The overlays hold nothing to flush; only the host files are released,
+      // with the drivers' close, which does not wait for anything.
+      for (const overlay of overlays) {
+        for (let bs: BlockDriverState | undefined = overlay; bs !== undefined; bs = bs.file?.bs) {
+          if (bs.drv.close === undefined || bs.opaque === null || bs.closed) continue;
+          const step = bs.drv.close(bs).next();
+          assert(step.done === true, () => `closing node '${bs!.nodeName}' had to wait`);
+          bs.closed = true;
+        }
+      }
     },
   };
 }
