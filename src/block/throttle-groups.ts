@@ -78,6 +78,9 @@ export function parseThrottleLimits(limits: Readonly<Record<string, unknown>>, p
   if (both(0, 1, 2) || both(3, 4, 5) || bothMax(0, 1, 2) || bothMax(3, 4, 5)) {
     throw new BlockError('bps/iops/max total values and read/write values cannot be used at the same time');
   }
+  if (iopsSize !== 0 && buckets[Bucket.OPS_TOTAL]!.avg === 0 && buckets[Bucket.OPS_READ]!.avg === 0 && buckets[Bucket.OPS_WRITE]!.avg === 0) {
+    throw new BlockError('iops size requires an iops value to be set');
+  }
   if (iopsSize < 0 || iopsSize > THROTTLE_VALUE_MAX) throw new BlockError(`bps/iops/max values must be within [0, ${THROTTLE_VALUE_MAX}]`);
   for (const b of buckets) {
     if (b.avg < 0 || b.max < 0 || b.avg > THROTTLE_VALUE_MAX || b.max > THROTTLE_VALUE_MAX) throw new BlockError(`bps/iops/max values must be within [0, ${THROTTLE_VALUE_MAX}]`);

@@ -10,6 +10,7 @@ import { CommandTable, type MonitorVm } from '../monitor/command.js';
 import { blockCommands, checkFilenames } from '../monitor/commands/block.js';
 import { coreCommands } from '../monitor/commands/core.js';
 import { hmpCommands } from '../monitor/commands/hmp.js';
+import { objectCommands } from '../monitor/commands/objects.js';
 import { driveMirrorCommands, jobCommands, mirrorCommands, streamCommitCommands } from '../monitor/commands/jobs.js';
 import { transactionCommands } from '../monitor/commands/transaction.js';
 import { QmpError } from '../monitor/errors.js';
@@ -20,6 +21,7 @@ import { QmpServer, type QmpReply, eventMessage } from '../monitor/qmp-server.js
 import { RunState } from '../monitor/run-state.js';
 import './drivers.js';
 import { UsageError } from './keyval.js';
+import { createCliObjects } from './objects-cli.js';
 import { type VmConfig, defaultVmConfig } from './vm-config.js';
 
 /** Bound on job cancellations at shutdown (each ends or dismisses one job; jobs are bounded). */
@@ -86,13 +88,14 @@ export class Vm implements MonitorVm {
     this.jobs = new JobManager(this.loop, this.events);
     const env: TransactionEnv = { graph: this.graph, jobs: this.jobs, legacyStartInPrepare: options.legacyStartInPrepare === true };
     this.services.set('block', this.graph).set('jobs', this.jobs).set('txn-env', env);
-    this.table.register(...coreCommands(this.table), ...blockCommands(), ...jobCommands(), ...mirrorCommands(), ...driveMirrorCommands(), ...streamCommitCommands(), ...transactionCommands(), ...hmpCommands());
+    this.table.register(...coreCommands(this.table), ...blockCommands(), ...jobCommands(), ...mirrorCommands(), ...driveMirrorCommands(), ...streamCommitCommands(), ...transactionCommands(), ...hmpCommands(), ...objectCommands());
     this.direct = new QmpServer(this, this.table, { name: 'direct' });
     for (const spec of config.monitors) {
       const server = new QmpServer(this, this.table, { name: spec.name, limits: options.qmpLimits });
       server.attach(this.loop.gate);
       this.monitors.push(server);
     }
+    createCliObjects(this.graph, config.objects);
     for (const options of config.blockdevs) this.addBlockdev(options);
   }
 
