@@ -10,6 +10,8 @@ import { formatTraceEvent } from '../src/engine/trace.js';
 import { UsageError } from '../src/system/keyval.js';
 import { type MachineSession, startMachine } from '../src/system/machine.js';
 import { parseCommandLine } from '../src/system/options.js';
+import { objectHelp } from '../src/system/objects-cli.js';
+import { MAIN_THREAD_ID_SERVICE } from '../src/monitor/commands/objects.js';
 import { MACHINE_TYPES, type Vm, createVm } from '../src/system/vm.js';
 import type { VmConfig } from '../src/system/vm-config.js';
 import { QtestChardevError } from '../src/engine/host/qtest-chardev.js';
@@ -29,7 +31,8 @@ function usage(): string {
     '  -S                       start stopped (prelaunch) until QMP cont',
     '  -qmp unix:PATH,server=on,wait=off | tcp:HOST:PORT,server=on,wait=off | stdio',
     '  -chardev socket,id=ID,path=PATH,server=on,wait=off  + -mon chardev=ID,mode=control',
-    '  -blockdev JSON|key=value  -drive ...  -object ...  -accel ...',
+    '  -blockdev JSON|key=value  -drive ...  -accel ...',
+    '  -object throttle-group,id=ID[,x-iops-total=N,...] | iothread,id=ID | JSON  (-object help)',
     '  -seed N                  root seed of every RNG stream and the explore policy',
     '  -policy fifo|explore     scheduling policy',
     '  -trace FILE              trace events and the final digest to FILE',
@@ -121,6 +124,13 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write('Supported machines are:\n' + Object.entries(MACHINE_TYPES).map(([n, d]) => `${n.padEnd(20)} ${d}`).join('\n') + '\n');
     return 0;
   }
+  for (const object of config.objects) {
+    const help = objectHelp(object);
+    if (help !== null) {
+      process.stdout.write(help + '\n');
+      return 0;
+    }
+  }
   let vm: Vm;
   try {
     vm = createVm(config);
@@ -131,6 +141,8 @@ async function main(argv: readonly string[]): Promise<number> {
   // HMP qemu-io prints to the process's stdout, as in QEMU (human-monitor-command returns "").
   vm.services.set('stdout', (line: string) => process.stdout.write(line + '\n'));
   vm.services.set('stderr', (line: string) => process.stderr.write(line + '\n'));
+  // query-iothreads: every iothread runs on the main loop, i.e. the main thread (tid = pid).
+  vm.services.set(MAIN_THREAD_ID_SERVICE, process.pid);
   const endTrace = config.traceFile !== null ? startTrace(vm, config.traceFile) : () => undefined;
   let quitKey = false;
   let machine: MachineSession;

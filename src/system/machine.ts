@@ -8,6 +8,7 @@ import { MachineConfigError } from '../engine/hw/virt/machine.js';
 import { type VirtSession, VIRT_HOST_SLICE_TASKS, startVirtFromCli } from '../engine/hw/virt/virt-cli.js';
 import { resolveBios } from '../engine/hw/virt/virt-options.js';
 import { QmpError } from '../monitor/errors.js';
+import { findIothread } from '../monitor/objects.js';
 import { UsageError } from './keyval.js';
 import type { Vm } from './vm.js';
 
@@ -39,6 +40,21 @@ function onOff(value: unknown): boolean {
 /** `-icount ...,rr=record|replay`: the drives must not change between record and replay. */
 function underRecordReplay(icount: string | null): boolean {
   return icount !== null && /(^|,)rr=(record|replay)(,|$)/.test(icount);
+}
+
+/**
+ * A device's `iothread=ID` names an `-object iothread`. QEMU resolves the link, then
+ * virtio-blk-device on virtio-mmio refuses it: the transport has no ioeventfd under TCG.
+ */
+function checkIothread(vm: Vm, device: Readonly<Record<string, unknown>>): void {
+  const id = device['iothread'];
+  if (id === undefined) return;
+  // As QEMU quotes the option: the implied driver first, bare.
+  const text = Object.entries(device).map(([k, v], i) => (i === 0 && k === 'driver' ? String(v) : `${k}=${String(v)}`)).join(',');
+  const name = String(id);
+  if (!vm.graph.objects.has(name)) throw new UsageError(`-device ${text}: Device '${name}' not found`);
+  if (findIothread(vm.graph, name) === undefined) throw new UsageError(`-device ${text}: Invalid parameter type for 'iothread', expected: iothread`);
+  throw new UsageError(`-device ${text}: ioeventfd is required for iothread`);
 }
 
 /**
@@ -85,6 +101,7 @@ function openDrives(vm: Vm): VirtDriveConfig[] {
       throw error;
     }
   });
+  for (const device of vm.config.devices) checkIothread(vm, device);
   const drives: VirtDriveConfig[] = [];
   for (const [drive, device] of used) {
     const backend = backends.get(drive);

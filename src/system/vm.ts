@@ -186,10 +186,11 @@ export class Vm implements MonitorVm {
   }
 }
 
-function describe(options: Readonly<Record<string, unknown>>): string {
+/** A -blockdev option as keyval text (`file.driver=null-co` for nested members), as QEMU quotes it. */
+function describe(options: Readonly<Record<string, unknown>>, prefix = '', depth = 0): string {
   return Object.entries(options)
-    .filter(([, v]) => typeof v !== 'object')
-    .map(([k, v]) => `${k}=${String(v)}`)
+    .filter(([, v]) => v !== null && (typeof v !== 'object' || depth < 8))
+    .map(([k, v]) => (typeof v === 'object' ? describe(v as Record<string, unknown>, `${prefix}${k}.`, depth + 1) : `${prefix}${k}=${String(v)}`))
     .join(',');
 }
 
