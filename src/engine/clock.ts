@@ -16,6 +16,13 @@ export function hostTimeToBigNs(time: HostTime): bigint {
   return BigInt(time.seconds) * 1_000_000_000n + BigInt(time.nanos);
 }
 
+/** What a machine snapshot keeps of the clocks. */
+export interface ClocksState {
+  readonly realtimeNs: number;
+  readonly virtualNs: number;
+  readonly running: boolean;
+}
+
 /**
  * The engine's clocks in integer nanoseconds.
  *
@@ -68,6 +75,25 @@ export class Clocks {
   /** Timer axis of each clock (host timers share realtime's axis; see the class comment). */
   read(clock: ClockType): number {
     return clock === ClockType.Virtual ? this.virtualNsValue : this.realtimeNsValue;
+  }
+
+  /** Snapshot state (the host-clock source and base are configuration, not state). */
+  saveState(): ClocksState {
+    return { realtimeNs: this.realtimeNsValue, virtualNs: this.virtualNsValue, running: this.vmRunning };
+  }
+
+  /**
+   * Puts the clocks back to a saved instant: the one place time may move backwards, because a
+   * restore moves the whole machine back with it (replay seek).
+   */
+  restoreState(state: ClocksState): void {
+    assertNs(state.realtimeNs, 'restored realtime clock');
+    assertNs(state.virtualNs, 'restored virtual clock');
+    assert(state.virtualNs <= state.realtimeNs, () => `restored virtual clock ${state.virtualNs} ns is ahead of realtime ${state.realtimeNs} ns`);
+    assert(typeof state.running === 'boolean', 'restored clock running flag is not a boolean');
+    this.realtimeNsValue = state.realtimeNs;
+    this.virtualNsValue = state.virtualNs;
+    this.vmRunning = state.running;
   }
 
   /** Moves time forward by `deltaNs`; the only way time changes. */

@@ -11,6 +11,18 @@ export class Digest {
     this.b = 0x9747b28c;
   }
 
+  /** The two lanes, for machine snapshots (the digest continues exactly from a restored state). */
+  saveState(): [number, number] {
+    return [this.a, this.b];
+  }
+
+  restoreState(state: readonly [number, number]): void {
+    const [a, b] = state;
+    if (!(Number.isInteger(a) && Number.isInteger(b) && (a | 0) === a && (b | 0) === b)) throw new TypeError(`bad digest state ${String(a)}, ${String(b)}`);
+    this.a = a;
+    this.b = b;
+  }
+
   /** Mixes one 32-bit integer. */
   int(value: number): this {
     const v = value | 0;

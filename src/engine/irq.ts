@@ -49,6 +49,16 @@ export class IrqPin implements IrqLine {
     for (const listener of this.listeners) listener(level);
   }
 
+  /**
+   * Snapshot restore: puts the level back without calling the sink or the listeners. The sink's own
+   * state (a PLIC pending bit, a hart's mip bit) is restored with its device, and nothing happened
+   * on the wire: an observer or the trace must not see an edge that the original run did not have.
+   */
+  restoreLevel(level: boolean): void {
+    if (typeof level !== 'boolean') throw new TypeError(`IRQ '${this.name}': restored level is not a boolean`);
+    this.current = level;
+  }
+
   raise(): void {
     this.set(true);
   }

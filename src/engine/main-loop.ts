@@ -1,11 +1,11 @@
 import { assert } from './assert.js';
-import { CLOCK_NAMES, ClockType, Clocks } from './clock.js';
+import { CLOCK_NAMES, ClockType, Clocks, type ClocksState } from './clock.js';
 import { type Co, Coroutine, type CoroutineHost, type Wait, WaitKind } from './coroutine.js';
-import { Chooser, type ChoicePolicy, explorePolicy, fifoPolicy } from './policy.js';
-import { RngStreams } from './rng.js';
-import { Trace } from './trace.js';
+import { Chooser, type ChoicePolicy, MAX_RECORDED_CHOICES, explorePolicy, fifoPolicy } from './policy.js';
+import { type AleaState, RngStreams } from './rng.js';
+import { Trace, type TraceState } from './trace.js';
 import { Timer, TimerList } from './timer.js';
-import { InputGate } from './host/input-gate.js';
+import { InputGate, type InputGateState } from './host/input-gate.js';
 
 /** Anything the main loop can dispatch: a bottom half, a fired timer, a coroutine to resume. */
 interface Task {
@@ -74,6 +74,41 @@ export interface RunLimits {
   readonly untilNs?: number;
 }
 
+/** One armed timer in a kernel snapshot, named by its task id (timers are built with the machine). */
+export interface ArmedTimerState {
+  readonly taskId: number;
+  readonly clock: ClockType;
+  readonly deadlineNs: number;
+  readonly seq: number;
+}
+
+/**
+ * What a machine snapshot keeps of the kernel: everything that decides how the run continues
+ * (clocks, counters that name tasks and number events, the digest, RNG streams, armed timers,
+ * the input gate's counter, the choices made so far). Plain data.
+ */
+export interface KernelState {
+  readonly clocks: ClocksState;
+  readonly steps: number;
+  readonly nextTaskId: number;
+  readonly trace: TraceState;
+  readonly rng: Readonly<Record<string, AleaState>>;
+  /** Arming counter of each timer list, indexed by clock. */
+  readonly timerSeq: readonly number[];
+  readonly timers: readonly ArmedTimerState[];
+  readonly gate: InputGateState;
+  readonly choices: readonly number[];
+  readonly choicesTruncated: boolean;
+}
+
+/** A kernel snapshot cannot be taken or restored now (the message says why). */
+export class KernelSnapshotError extends Error {
+  override readonly name = 'KernelSnapshotError';
+}
+
+/** Live coroutines named in a quiescence message before it says "and N more". */
+const MAX_NAMED_COROUTINES = 3;
+
 /** Default bound on tasks per run call: far beyond any legitimate burst, small enough to end a livelock. */
 export const DEFAULT_MAX_TASKS = 100_000_000;
 
@@ -101,6 +136,12 @@ export class MainLoop implements CoroutineHost {
   private nextTaskId = 1;
   private stepCount = 0;
   private currentCo: Coroutine<unknown> | null = null;
+  /** Every timer by task id, so a snapshot can name the armed ones (coroutine sleep timers leave with their coroutine). */
+  private readonly timersById = new Map<number, Timer>();
+  /** Coroutines created and not finished: a snapshot needs none (a generator's stack cannot be saved). */
+  private readonly liveCoroutines = new Set<Coroutine<unknown>>();
+  /** What the loop is inside of right now (a task or the CPU), for the quiescence check. */
+  private inside: string | null = null;
 
   constructor(options: MainLoopOptions = {}) {
     this.clocks = options.clocks ?? new Clocks();
@@ -166,7 +207,16 @@ export class MainLoop implements CoroutineHost {
   newTimer(clock: ClockType, name: string, callback: () => void): Timer {
     const list = this.timerLists[clock];
     assert(list !== undefined, `no clock ${clock}`);
-    return new Timer(list, name, callback, this.allocTaskId());
+    const timer = new Timer(list, name, callback, this.allocTaskId());
+    assert(!this.timersById.has(timer.taskId), () => `task id ${timer.taskId} of timer '${name}' is taken`);
+    this.timersById.set(timer.taskId, timer);
+    return timer;
+  }
+
+  /** A coroutine's sleep timer is done with: disarm it and forget it (the registry stays bounded). */
+  private dropTimer(timer: Timer): void {
+    timer.del();
+    this.timersById.delete(timer.taskId);
   }
 
   /** Earliest armed deadline on the master clock, or Infinity. */
@@ -185,6 +235,7 @@ export class MainLoop implements CoroutineHost {
   /** Creates a coroutine and queues it to run (it starts at a later dispatch). */
   spawn<T>(name: string, body: Co<T>): Coroutine<T> {
     const co = new Coroutine<T>(this, name, body);
+    this.liveCoroutines.add(co as Coroutine<unknown>);
     this.trace.emit('co.spawn', { id: co.taskId, name });
     this.makeReady(co as Coroutine<unknown>);
     return co;
@@ -196,6 +247,7 @@ export class MainLoop implements CoroutineHost {
    */
   enter<T>(name: string, body: Co<T>): Coroutine<T> {
     const co = new Coroutine<T>(this, name, body);
+    this.liveCoroutines.add(co as Coroutine<unknown>);
     this.trace.emit('co.spawn', { id: co.taskId, name });
     this.resume(co as Coroutine<unknown>);
     return co;
@@ -232,7 +284,8 @@ export class MainLoop implements CoroutineHost {
     if (step.done === true) {
       co.state = 'done';
       co.result = step.value;
-      co.timer?.del();
+      this.liveCoroutines.delete(co);
+      if (co.timer !== null) this.dropTimer(co.timer);
       this.trace.emit('co.done', { id: co.taskId, name: co.taskName });
       co.joiners.wakeAll();
       return;
@@ -252,7 +305,7 @@ export class MainLoop implements CoroutineHost {
           const sleeper = co;
           co.timer = this.newTimer(wait.clock, `sleep:${co.taskName}`, () => sleeper.wake());
         } else if (co.timer.clock !== wait.clock) {
-          co.timer.del();
+          this.dropTimer(co.timer);
           const sleeper = co;
           co.timer = this.newTimer(wait.clock, `sleep:${co.taskName}`, () => sleeper.wake());
         }
@@ -303,6 +356,16 @@ export class MainLoop implements CoroutineHost {
   }
 
   private dispatch(task: Task): void {
+    const outer = this.inside;
+    this.inside = task.taskName;
+    try {
+      this.dispatchTask(task);
+    } finally {
+      this.inside = outer;
+    }
+  }
+
+  private dispatchTask(task: Task): void {
     this.stepCount++;
     this.trace.mix(task.taskId);
     if (task instanceof Coroutine) {
@@ -354,7 +417,12 @@ export class MainLoop implements CoroutineHost {
     const deadline = Math.min(this.nextDeadlineNs(), untilNs, this.gate.nextDueNs);
     const cpu = this.cpu;
     if (cpu !== null && cpu.runnable && this.clocks.running && !this.frozen) {
-      cpu.execute(Math.min(deadline, this.nowNs + CPU_SLICE_NS));
+      this.inside = 'the CPU';
+      try {
+        cpu.execute(Math.min(deadline, this.nowNs + CPU_SLICE_NS));
+      } finally {
+        this.inside = null;
+      }
       return true;
     }
     if (this.frozen || deadline === Infinity || deadline <= this.nowNs) {
@@ -412,6 +480,115 @@ export class MainLoop implements CoroutineHost {
       if (this.nowNs >= untilNs && this.readyCount === 0) break;
     }
     return predicate();
+  }
+
+  // ---- snapshots ------------------------------------------------------------------------------
+
+  /** Coroutines created and not yet finished. */
+  get liveCoroutineCount(): number {
+    return this.liveCoroutines.size;
+  }
+
+  /**
+   * Why the kernel cannot be snapshotted now, or null. Quiescent means: not inside a task or the
+   * CPU, no coroutine alive (its generator's stack cannot be saved), nothing in the ready queue
+   * (no scheduled bottom half, no expired timer waiting to fire), no live input waiting in the
+   * gate. An armed timer whose deadline has come but that has not been expired yet is fine: it is
+   * restored with its deadline and arming order and expires at the same point.
+   */
+  notQuiescent(): string | null {
+    if (this.inside !== null) return `the loop is inside ${this.inside}`;
+    if (this.currentCo !== null) return `coroutine '${this.currentCo.taskName}' is running`;
+    if (this.liveCoroutines.size > 0) {
+      const names: string[] = [];
+      for (const co of this.liveCoroutines) {
+        if (names.length === MAX_NAMED_COROUTINES) break;
+        names.push(`'${co.taskName}' (${co.state})`);
+      }
+      const more = this.liveCoroutines.size - names.length;
+      return `${this.liveCoroutines.size} coroutine(s) mid-flight: ${names.join(', ')}${more > 0 ? ` and ${more} more` : ''}`;
+    }
+    const ready = this.readyCount;
+    if (ready > 0) return `${ready} task(s) ready to run, first '${this.ready[this.readyHead]!.taskName}'`;
+    const pending = this.gate.pendingCount;
+    if (pending > 0) return `${pending} input(s) wait in the input gate`;
+    return null;
+  }
+
+  /** Saves the kernel's state (see `KernelState`); throws `KernelSnapshotError` unless quiescent. */
+  saveKernelState(): KernelState {
+    const reason = this.notQuiescent();
+    if (reason !== null) throw new KernelSnapshotError(`no snapshot now: ${reason}`);
+    const timers: ArmedTimerState[] = [];
+    for (const list of this.timerLists) {
+      for (const timer of list.armedTimers()) {
+        assert(this.timersById.get(timer.taskId) === timer, () => `armed timer '${timer.name}' (task ${timer.taskId}) is not registered`);
+        timers.push({ taskId: timer.taskId, clock: list.clock, deadlineNs: timer.deadlineNs, seq: timer.seq });
+      }
+    }
+    // Sorted so two saves of one state are the same bytes (the heap's layout is not state).
+    timers.sort((a, b) => a.clock - b.clock || a.seq - b.seq);
+    return {
+      clocks: this.clocks.saveState(),
+      steps: this.stepCount,
+      nextTaskId: this.nextTaskId,
+      trace: this.trace.saveState(),
+      rng: this.rng.saveState(),
+      timerSeq: this.timerLists.map((list) => list.seqCount),
+      timers,
+      gate: this.gate.saveState(),
+      choices: this.chooser.choices.slice(),
+      choicesTruncated: this.chooser.truncated,
+    };
+  }
+
+  /**
+   * Puts the kernel back to a saved state, in place (devices hold the timer and stream objects).
+   * The ready queue is emptied (its tasks belong to the abandoned timeline), every timer is
+   * disarmed and the saved ones re-armed with their deadlines and arming order. Refused while a
+   * coroutine is alive or the loop is running a task: their stacks would be orphaned.
+   */
+  restoreKernelState(state: KernelState): void {
+    if (this.inside !== null || this.currentCo !== null) throw new KernelSnapshotError(`cannot restore from inside ${this.inside ?? 'a coroutine'}`);
+    if (this.liveCoroutines.size > 0) throw new KernelSnapshotError(`cannot restore: ${this.notQuiescent() ?? 'coroutines alive'}; run to a quiescent point first`);
+    assert(Number.isSafeInteger(state.steps) && state.steps >= 0, () => `bad restored step count ${state.steps}`);
+    assert(Number.isSafeInteger(state.nextTaskId) && state.nextTaskId >= 1, () => `bad restored next task id ${state.nextTaskId}`);
+    assert(state.timerSeq.length === this.timerLists.length, () => `snapshot has ${state.timerSeq.length} timer lists, the loop ${this.timerLists.length}`);
+    assert(state.choices.length <= MAX_RECORDED_CHOICES, 'too many restored choices');
+    // Resolve every armed timer before touching anything, so a bad snapshot leaves the loop as it was.
+    const perList: { timer: Timer; deadlineNs: number; seq: number }[][] = this.timerLists.map(() => []);
+    for (const entry of state.timers) {
+      const timer = this.timersById.get(entry.taskId);
+      if (timer === undefined) throw new KernelSnapshotError(`snapshot arms timer task ${entry.taskId}, which this machine does not have`);
+      if (timer.clock !== entry.clock) throw new KernelSnapshotError(`timer '${timer.name}' (task ${entry.taskId}) is on clock ${timer.clock}, the snapshot says ${entry.clock}`);
+      perList[entry.clock]!.push({ timer, deadlineNs: entry.deadlineNs, seq: entry.seq });
+    }
+    for (let i = this.readyHead; i < this.ready.length; i++) {
+      const task = this.ready[i]!;
+      task.queued = false;
+      if (task instanceof BottomHalf) task.scheduled = false;
+      else if (task instanceof Timer) task.firing = false;
+    }
+    this.ready = [];
+    this.readyHead = 0;
+    this.clocks.restoreState(state.clocks);
+    this.stepCount = state.steps;
+    this.nextTaskId = state.nextTaskId;
+    // Timers created after the snapshot was taken would share ids with the tasks the restored run
+    // creates: forget them (the virt board creates all of its timers at build time).
+    for (const [taskId, timer] of this.timersById) {
+      if (taskId < state.nextTaskId) continue;
+      timer.del();
+      this.timersById.delete(taskId);
+    }
+    this.timerLists.forEach((list, i) => list.restoreArmed(perList[i]!, state.timerSeq[i]!));
+    this.trace.restoreState(state.trace);
+    this.rng.restoreState(state.rng);
+    this.gate.restoreState(state.gate);
+    this.chooser.choices.length = 0;
+    for (const pick of state.choices) this.chooser.choices.push(pick);
+    this.chooser.truncated = state.choicesTruncated;
+    assert(this.notQuiescent() === null, 'a restored kernel is quiescent');
   }
 
   /** Name of a clock, for messages. */

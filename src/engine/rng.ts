@@ -14,30 +14,66 @@ export interface RngStream {
   fill(bytes: Uint8Array): void;
 }
 
+/** The generator state of one alea stream (seedrandom's `state()`): three doubles and a carry. */
+export interface AleaState {
+  readonly c: number;
+  readonly s0: number;
+  readonly s1: number;
+  readonly s2: number;
+}
+
+/** A stream together with the handles a snapshot needs (kept out of the consumers' interface). */
+interface StreamSlot {
+  readonly stream: RngStream;
+  save(): AleaState;
+  restore(state: AleaState | null): void;
+}
+
 /**
  * Seeded RNG streams: one root seed, one independent stream per name, so a new consumer never
  * shifts the numbers another consumer sees.
  */
 export class RngStreams {
-  private readonly streams = new Map<string, RngStream>();
+  private readonly streams = new Map<string, StreamSlot>();
 
   constructor(readonly rootSeed: number) {
     assert(Number.isSafeInteger(rootSeed), `seed must be an integer, got ${rootSeed}`);
   }
 
   stream(name: string): RngStream {
-    let stream = this.streams.get(name);
-    if (stream === undefined) {
-      stream = makeStream(name, `${this.rootSeed}/${name}`);
-      this.streams.set(name, stream);
+    let slot = this.streams.get(name);
+    if (slot === undefined) {
+      slot = makeStream(name, `${this.rootSeed}/${name}`);
+      this.streams.set(name, slot);
     }
-    return stream;
+    return slot.stream;
+  }
+
+  /** Snapshot state: every stream created so far, by name. */
+  saveState(): Record<string, AleaState> {
+    const out: Record<string, AleaState> = {};
+    for (const [name, slot] of this.streams) out[name] = slot.save();
+    return out;
+  }
+
+  /**
+   * Restores every stream in place (consumers hold the stream objects). A stream the snapshot does
+   * not know was created after it was taken: it goes back to its fresh seeded state, as it was then.
+   */
+  restoreState(state: Readonly<Record<string, AleaState>>): void {
+    for (const [name, saved] of Object.entries(state)) {
+      assert(typeof saved === 'object' && saved !== null, () => `bad RNG state for stream '${name}'`);
+      this.stream(name);
+      this.streams.get(name)!.restore(saved);
+    }
+    for (const [name, slot] of this.streams) if (!Object.hasOwn(state, name)) slot.restore(null);
   }
 }
 
-function makeStream(name: string, seed: string): RngStream {
-  const prng = seedrandom.alea(seed);
-  return {
+function makeStream(name: string, seed: string): StreamSlot {
+  // `state: true` only adds `state()`; the numbers are those of a plain alea(seed).
+  let prng = seedrandom.alea(seed, { state: true });
+  const stream: RngStream = {
     name,
     next: () => prng(),
     int(bound: number): number {
@@ -53,6 +89,18 @@ function makeStream(name: string, seed: string): RngStream {
           word >>>= 8;
         }
       }
+    },
+  };
+  return {
+    stream,
+    save: () => prng.state() as unknown as AleaState,
+    restore(state: AleaState | null): void {
+      if (state === null) {
+        prng = seedrandom.alea(seed, { state: true });
+        return;
+      }
+      for (const key of ['c', 's0', 's1', 's2'] as const) assert(typeof state[key] === 'number' && Number.isFinite(state[key]), () => `bad RNG state for stream '${name}': ${key}`);
+      prng = seedrandom.alea('', { state: { c: state.c, s0: state.s0, s1: state.s1, s2: state.s2 } });
     },
   };
 }

@@ -95,6 +95,45 @@ export class TimerList {
     this.generation++;
   }
 
+  /** Snapshot: the arming counter (ties between equal deadlines are broken by it). */
+  get seqCount(): number {
+    return this.seqCounter;
+  }
+
+  /** Every armed timer, in no particular order (the heap's order). */
+  armedTimers(): readonly Timer[] {
+    return this.heap;
+  }
+
+  /**
+   * Snapshot restore: disarms everything, then arms exactly `armed` with their saved deadlines and
+   * arming sequence numbers, and sets the arming counter, so the firing order (deadline, seq) and
+   * every later arming continue as they did when the snapshot was taken.
+   */
+  restoreArmed(armed: readonly { readonly timer: Timer; readonly deadlineNs: number; readonly seq: number }[], seqCounter: number): void {
+    assert(Number.isSafeInteger(seqCounter) && seqCounter >= 0, () => `bad timer seq counter ${seqCounter}`);
+    assert(armed.length <= MAX_TIMERS_PER_CLOCK, 'too many armed timers in a snapshot');
+    for (const timer of this.heap) timer.heapIndex = -1;
+    this.heap.length = 0;
+    const seen = new Set<number>();
+    for (const entry of armed) {
+      const timer = entry.timer;
+      assert(timer.list === this, () => `timer '${timer.name}' restored on a foreign list`);
+      assert(timer.heapIndex < 0, () => `timer '${timer.name}' restored twice`);
+      assertNs(entry.deadlineNs, `restored deadline of timer '${timer.name}'`);
+      assert(Number.isSafeInteger(entry.seq) && entry.seq >= 0 && entry.seq < seqCounter, () => `timer '${timer.name}' seq ${entry.seq} is not below the counter ${seqCounter}`);
+      assert(!seen.has(entry.seq), () => `two restored timers share seq ${entry.seq}`);
+      seen.add(entry.seq);
+      timer.deadlineNs = entry.deadlineNs;
+      timer.seq = entry.seq;
+      timer.heapIndex = this.heap.length;
+      this.heap.push(timer);
+      this.siftUp(timer.heapIndex);
+    }
+    this.seqCounter = seqCounter;
+    this.generation++;
+  }
+
   /** Removes and returns the earliest timer if it is due at `nowNs`. */
   popExpired(nowNs: number): Timer | undefined {
     const first = this.heap[0];

@@ -35,6 +35,12 @@ export interface TraceEvent {
   readonly fields: TraceFields;
 }
 
+/** What a machine snapshot keeps of the trace (see `Trace.saveState`). */
+export interface TraceState {
+  readonly seq: number;
+  readonly digest: readonly [number, number];
+}
+
 export type TraceListener = (event: TraceEvent) => void;
 
 /** Default ring capacity: enough to see what led up to a failure without unbounded growth. */
@@ -62,6 +68,20 @@ export class Trace {
 
   get eventCount(): number {
     return this.seq;
+  }
+
+  /**
+   * Snapshot state: the event sequence number and the digest lanes. The ring of recent events is
+   * left alone (it is for people, and a restored run simply appends to it).
+   */
+  saveState(): TraceState {
+    return { seq: this.seq, digest: this.digest.saveState() };
+  }
+
+  restoreState(state: TraceState): void {
+    assert(Number.isSafeInteger(state.seq) && state.seq >= 0, () => `bad trace seq ${state.seq}`);
+    this.digest.restoreState(state.digest);
+    this.seq = state.seq;
   }
 
   emit<K extends TraceEventName>(name: K, fields: TraceEventMap[K]): void {

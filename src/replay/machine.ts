@@ -15,6 +15,19 @@ export interface MachineSnapshotter {
   restore(state: unknown): void;
 }
 
+/**
+ * A piece of state a machine snapshot carries beside the board's own (the block layer's disk
+ * overlays, ...). `save` returns plain msgpack-able data that does not alias live buffers;
+ * `restore` puts the part back in place. `notQuiescent`, when present, vetoes a snapshot.
+ */
+export interface SnapshotPart {
+  /** Unique among a snapshotter's parts; names the part's entry in the snapshot. */
+  readonly name: string;
+  save(): unknown;
+  restore(state: unknown): void;
+  notQuiescent?(): string | null;
+}
+
 export interface ReplayMachine {
   readonly loop: MainLoop;
   readonly probes: readonly StateProbe[];

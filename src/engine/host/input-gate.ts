@@ -62,6 +62,11 @@ export interface InputSource {
   take(): StampedInput;
 }
 
+/** What a machine snapshot keeps of the gate. */
+export interface InputGateState {
+  readonly delivered: number;
+}
+
 /** Longest a channel's pending queue may grow before offers are refused (bounded, as TIGER_STYLE asks). */
 export const MAX_PENDING_PER_CHANNEL = 1 << 16;
 
@@ -129,6 +134,32 @@ export class InputGate {
 
   get deliveredCount(): number {
     return this.delivered;
+  }
+
+  /** Live inputs offered but not yet taken by their sinks (flow control keeps them here). */
+  get pendingCount(): number {
+    let n = 0;
+    for (const ch of this.order) n += ch.pending.length;
+    return n;
+  }
+
+  /**
+   * Snapshot state: the delivery counter, which numbers every input (`seq`) and host read. The
+   * replay source's position is the player's to keep; sinks and observers are wiring.
+   */
+  saveState(): InputGateState {
+    return { delivered: this.delivered };
+  }
+
+  /**
+   * Restores the counter and drops live inputs still waiting: they were offered in the timeline
+   * the restore abandons (a snapshot is only taken with none waiting).
+   */
+  restoreState(state: InputGateState): void {
+    if (!(Number.isSafeInteger(state.delivered) && state.delivered >= 0)) throw new TypeError(`bad input gate state: delivered ${String(state.delivered)}`);
+    this.delivered = state.delivered;
+    for (const ch of this.order) ch.pending.length = 0;
+    this.order.length = 0;
   }
 
   /** True when a poll now could deliver something (the CPU uses it to leave its loop). */

@@ -42,6 +42,17 @@ export class ByteFifo {
     return byte;
   }
 
+  /** Snapshot restore: the FIFO holds exactly `bytes`, oldest first (where the head sat is not state). */
+  restore(bytes: readonly number[]): void {
+    assert(bytes.length <= this.capacity, () => `${bytes.length} bytes do not fit a FIFO of ${this.capacity}`);
+    this.head = 0;
+    this.count = 0;
+    for (const byte of bytes) {
+      assert(Number.isInteger(byte) && byte >= 0 && byte <= 0xff, () => `bad FIFO byte ${byte}`);
+      this.push(byte);
+    }
+  }
+
   contents(): number[] {
     const out: number[] = [];
     for (let i = 0; i < this.count; i++) out.push(this.data[(this.head + i) % this.capacity]!);

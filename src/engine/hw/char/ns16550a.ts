@@ -1,3 +1,4 @@
+import { assert } from '../../assert.js';
 import { ClockType } from '../../clock.js';
 import { IrqPin } from '../../irq.js';
 import type { MainLoop } from '../../main-loop.js';
@@ -55,6 +56,29 @@ declare module '../../trace.js' {
     'serial.irq': { dev: string; level: boolean };
   }
 }
+
+/** A UART's registers, FIFOs and interrupt line for machine snapshots (its timer is the kernel's). */
+export interface Ns16550aState {
+  readonly divider: number;
+  readonly rbr: number;
+  readonly ier: number;
+  readonly iir: number;
+  readonly lcr: number;
+  readonly mcr: number;
+  readonly lsr: number;
+  readonly msr: number;
+  readonly scr: number;
+  readonly fcr: number;
+  readonly thrIpending: boolean;
+  readonly timeoutIpending: boolean;
+  readonly recvFifoItl: number;
+  readonly charTransmitNs: number;
+  readonly recvFifo: readonly number[];
+  readonly xmitFifo: readonly number[];
+  readonly irq: boolean;
+}
+
+const isByte = (v: unknown): boolean => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xff;
 
 /**
  * A National Semiconductor 16550A UART (QEMU's `serial`, regshift 0, byte registers), with 16-byte
@@ -342,6 +366,39 @@ export class Ns16550a implements InputSink {
     const level = id !== IIR_NO_INT;
     if (level !== this.irq.level) this.loop.trace.emit('serial.irq', { dev: this.path, level });
     this.irq.set(level);
+  }
+
+  saveState(): Ns16550aState {
+    return {
+      divider: this.divider, rbr: this.rbr, ier: this.ier, iir: this.iir, lcr: this.lcr, mcr: this.mcr, lsr: this.lsr, msr: this.msr, scr: this.scr, fcr: this.fcr,
+      thrIpending: this.thrIpending, timeoutIpending: this.timeoutIpending, recvFifoItl: this.recvFifoItl, charTransmitNs: this.charTransmitNs,
+      recvFifo: this.recvFifo.contents(), xmitFifo: this.xmitFifo.contents(), irq: this.irq.level,
+    };
+  }
+
+  /** Restores registers and FIFOs as saved; the line level goes back without a sink call (see IrqPin.restoreLevel). */
+  restoreState(s: Ns16550aState): void {
+    for (const key of ['rbr', 'ier', 'iir', 'lcr', 'mcr', 'lsr', 'msr', 'scr', 'fcr'] as const) assert(isByte(s[key]), () => `${this.path}: bad restored ${key} ${String(s[key])}`);
+    assert(Number.isInteger(s.divider) && s.divider >= 0 && s.divider <= 0xffff, () => `${this.path}: bad restored divider`);
+    assert(TRIGGER_LEVELS.includes(s.recvFifoItl as 1 | 4 | 8 | 14), () => `${this.path}: bad restored trigger level ${s.recvFifoItl}`);
+    assert(Number.isSafeInteger(s.charTransmitNs) && s.charTransmitNs >= 0, () => `${this.path}: bad restored character time`);
+    this.divider = s.divider;
+    this.rbr = s.rbr;
+    this.ier = s.ier;
+    this.iir = s.iir;
+    this.lcr = s.lcr;
+    this.mcr = s.mcr;
+    this.lsr = s.lsr;
+    this.msr = s.msr;
+    this.scr = s.scr;
+    this.fcr = s.fcr;
+    this.thrIpending = s.thrIpending === true;
+    this.timeoutIpending = s.timeoutIpending === true;
+    this.recvFifoItl = s.recvFifoItl;
+    this.charTransmitNs = s.charTransmitNs;
+    this.recvFifo.restore(s.recvFifo);
+    this.xmitFifo.restore(s.xmitFifo);
+    this.irq.restoreLevel(s.irq);
   }
 
   /** A digest of the device state (replay checkpoints). */

@@ -16,6 +16,21 @@ export const CLINT_SIZE = 0x10000;
 const U64 = (1n << 64n) - 1n;
 const NS_PER_S = 1_000_000_000n;
 
+/** CLINT state for machine snapshots: 64-bit values as decimal strings (any msgpack coder keeps them). */
+export interface ClintState {
+  readonly timeDelta: string;
+  readonly mtimecmp: readonly string[];
+  readonly msip: readonly boolean[];
+  readonly mtip: readonly boolean[];
+}
+
+function parseU64(text: unknown, what: string): bigint {
+  assert(typeof text === 'string' && /^[0-9]{1,20}$/.test(text), () => `bad restored ${what}: ${String(text)}`);
+  const value = BigInt(text);
+  assert(value <= U64, () => `restored ${what} does not fit 64 bits`);
+  return value;
+}
+
 /**
  * SiFive CLINT (ACLINT MSWI + MTIMER in one window, as QEMU's virt maps them): msip per hart at
  * +0, mtimecmp per hart at +0x4000, mtime at +0xbff8. mtime is derived from the virtual clock at
@@ -100,6 +115,27 @@ export class Clint {
   private timerFired(hart: number): void {
     if (this.mtimecmp[hart]! <= this.readMtime()) this.mtip[hart]!.raise();
     else this.rearm(hart);
+  }
+
+  /** Snapshot state; the mtimecmp timers are armed by the kernel's restore. */
+  saveState(): ClintState {
+    return {
+      timeDelta: this.timeDelta.toString(),
+      mtimecmp: this.mtimecmp.map((v) => v.toString()),
+      msip: this.msip.map((p) => p.level),
+      mtip: this.mtip.map((p) => p.level),
+    };
+  }
+
+  restoreState(s: ClintState): void {
+    const n = this.numHarts;
+    assert(s.mtimecmp.length === n && s.msip.length === n && s.mtip.length === n, () => `${this.path}: snapshot is for another hart count`);
+    this.timeDelta = parseU64(s.timeDelta, 'CLINT time delta');
+    for (let h = 0; h < n; h++) {
+      this.mtimecmp[h] = parseU64(s.mtimecmp[h], `mtimecmp[${h}]`);
+      this.msip[h]!.restoreLevel(s.msip[h]!);
+      this.mtip[h]!.restoreLevel(s.mtip[h]!);
+    }
   }
 
   /** State for digests (replay checkpoints). */

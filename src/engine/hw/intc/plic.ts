@@ -14,6 +14,17 @@ export const VIRT_PLIC_NUM_SOURCES = 96;
 /** Priorities are 0..7 (3 bits), as QEMU's virt configures the PLIC. */
 export const PLIC_NUM_PRIORITIES = 7;
 
+/** PLIC state for machine snapshots (registers, and the levels of its input and output lines). */
+export interface PlicState {
+  readonly priority: readonly number[];
+  readonly pending: readonly number[];
+  readonly claimed: readonly number[];
+  readonly enable: readonly number[];
+  readonly threshold: readonly number[];
+  readonly sources: readonly boolean[];
+  readonly outputs: readonly boolean[];
+}
+
 /**
  * The SiFive PLIC as QEMU 7.2's virt wires it (qemu-system-riscv64 7.2 as Debian ships it): per-source
  * priority, pending bits, per-context enables, threshold and claim/complete; context 2h is hart h's
@@ -196,6 +207,37 @@ export class Plic {
       this.claimed[source >> 5] = this.claimed[source >> 5]! & ~(1 << (source & 31));
       this.update();
     }
+  }
+
+  saveState(): PlicState {
+    return {
+      priority: Array.from(this.priority),
+      pending: Array.from(this.pending),
+      claimed: Array.from(this.claimed),
+      enable: Array.from(this.enable),
+      threshold: Array.from(this.threshold),
+      sources: this.sources.map((p) => p.level),
+      outputs: this.contextIrq.map((p) => p.level),
+    };
+  }
+
+  /** Restores registers and line levels without re-evaluating (the harts' mip bits are restored with them). */
+  restoreState(s: PlicState): void {
+    const words = (name: string, into: Uint32Array, from: readonly number[]): void => {
+      assert(from.length === into.length, () => `${this.path}: snapshot ${name} has ${from.length} words, expected ${into.length}`);
+      from.forEach((w, i) => {
+        assert(Number.isInteger(w) && w >= 0 && w <= 0xffffffff, () => `${this.path}: bad restored ${name}[${i}]`);
+        into[i] = w;
+      });
+    };
+    assert(s.sources.length === this.sources.length && s.outputs.length === this.contextIrq.length, () => `${this.path}: snapshot is for another PLIC shape`);
+    words('priority', this.priority, s.priority);
+    words('pending', this.pending, s.pending);
+    words('claimed', this.claimed, s.claimed);
+    words('enable', this.enable, s.enable);
+    words('threshold', this.threshold, s.threshold);
+    s.sources.forEach((level, i) => this.sources[i]!.restoreLevel(level));
+    s.outputs.forEach((level, i) => this.contextIrq[i]!.restoreLevel(level));
   }
 
   /** State for digests and tests. */

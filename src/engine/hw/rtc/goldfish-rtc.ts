@@ -1,3 +1,4 @@
+import { assert } from '../../assert.js';
 import { ClockType, hostTimeToBigNs } from '../../clock.js';
 import { IrqPin } from '../../irq.js';
 import type { MainLoop } from '../../main-loop.js';
@@ -15,6 +16,24 @@ export const RTC_CLEAR_INTERRUPT = 0x1c;
 
 const U64 = (1n << 64n) - 1n;
 const LOW = 0xffffffffn;
+
+/** RTC state for machine snapshots: 64-bit values as decimal strings; the alarm timer is the kernel's. */
+export interface GoldfishRtcState {
+  readonly tickOffset: string;
+  readonly alarmNext: string;
+  readonly alarmRunning: boolean;
+  readonly irqPending: boolean;
+  readonly irqEnabled: boolean;
+  readonly timeHigh: number;
+  readonly irq: boolean;
+}
+
+function parseU64(text: unknown, what: string): bigint {
+  assert(typeof text === 'string' && /^[0-9]{1,20}$/.test(text), () => `bad restored ${what}: ${String(text)}`);
+  const value = BigInt(text);
+  assert(value <= U64, () => `restored ${what} does not fit 64 bits`);
+  return value;
+}
 
 /**
  * Google's goldfish RTC: a 64-bit nanosecond clock read as TIME_LOW then TIME_HIGH (the low read
@@ -98,6 +117,29 @@ export class GoldfishRtc {
     this.clearAlarm();
     this.irqPending = true;
     this.updateIrq();
+  }
+
+  saveState(): GoldfishRtcState {
+    return {
+      tickOffset: this.tickOffset.toString(),
+      alarmNext: this.alarmNext.toString(),
+      alarmRunning: this.alarmRunning,
+      irqPending: this.irqPending,
+      irqEnabled: this.irqEnabled,
+      timeHigh: this.timeHigh,
+      irq: this.irq.level,
+    };
+  }
+
+  restoreState(s: GoldfishRtcState): void {
+    assert(Number.isInteger(s.timeHigh) && s.timeHigh >= 0 && s.timeHigh <= 0xffffffff, () => `${this.path}: bad restored TIME_HIGH latch`);
+    this.tickOffset = parseU64(s.tickOffset, 'RTC tick offset');
+    this.alarmNext = parseU64(s.alarmNext, 'RTC alarm');
+    this.alarmRunning = s.alarmRunning === true;
+    this.irqPending = s.irqPending === true;
+    this.irqEnabled = s.irqEnabled === true;
+    this.timeHigh = s.timeHigh;
+    this.irq.restoreLevel(s.irq);
   }
 
   /** State for digests (replay checkpoints). */

@@ -4,13 +4,13 @@ import { Digest } from '../../digest.js';
 import type { IrqPin } from '../../irq.js';
 import type { CpuDriver, MainLoop } from '../../main-loop.js';
 import { AddressSpace } from '../address-space.js';
-import { type CharOutput, Ns16550a } from '../char/ns16550a.js';
-import { Clint } from '../intc/clint.js';
-import { Plic } from '../intc/plic.js';
+import { type CharOutput, Ns16550a, type Ns16550aState } from '../char/ns16550a.js';
+import { Clint, type ClintState } from '../intc/clint.js';
+import { Plic, type PlicState } from '../intc/plic.js';
 import { type ShutdownRequest, SifiveTest } from '../misc/sifive-test.js';
-import { GoldfishRtc } from '../rtc/goldfish-rtc.js';
-import { VirtioBlk, type VirtioBlkBackend } from '../virtio/virtio-blk.js';
-import { VirtioMmio } from '../virtio/virtio-mmio.js';
+import { GoldfishRtc, type GoldfishRtcState } from '../rtc/goldfish-rtc.js';
+import { VirtioBlk, type VirtioBlkBackend, type VirtioBlkState } from '../virtio/virtio-blk.js';
+import { VirtioMmio, type VirtioMmioState } from '../virtio/virtio-mmio.js';
 import { buildResetVector } from './boot-rom.js';
 import { ElfError, isElf, parseElf } from '../loader/elf.js';
 import { MiB, VIRTIO_COUNT, VIRTIO_IRQ, VIRT_DEFAULT_RAM_BYTES, VIRT_MEMMAP, VIRT_RTC_IRQ, VIRT_UART0_IRQ } from './memmap.js';
@@ -93,6 +93,22 @@ export interface VirtMachineConfig {
   readonly cpu?: CpuFactory;
   /** `-rtc base=`: the goldfish RTC's start, seconds since the epoch (default: the clocks' host base). */
   readonly rtcBaseSeconds?: number;
+}
+
+/**
+ * Every device of the board and the machine's own state, for machine snapshots (RAM, harts and
+ * the kernel are saved beside it). The sifive-test finisher and the boot ROM hold no state.
+ */
+export interface VirtBoardState {
+  readonly uart: Ns16550aState;
+  readonly clint: ClintState;
+  readonly plic: PlicState;
+  readonly rtc: GoldfishRtcState;
+  /** One per virtio-mmio slot, in slot order. */
+  readonly virtio: readonly VirtioMmioState[];
+  /** One per drive, in -device order (`blk[i]`). */
+  readonly blk: readonly VirtioBlkState[];
+  readonly shutdown: ShutdownRequest | null;
 }
 
 /** A device as qtest sees it: a stable path and its IRQ lines. */
@@ -358,6 +374,41 @@ export class VirtMachine {
       for (const v of part) d.number(v);
     }
     return d.hex();
+  }
+
+  /** Devices in flight, if any: a snapshot needs none (a virtio request is a coroutine). */
+  get requestsInFlight(): number {
+    let n = 0;
+    for (const blk of this.blk) n += blk.inFlight;
+    return n;
+  }
+
+  /** The board's devices and shutdown request (see `VirtBoardState`). */
+  saveBoardState(): VirtBoardState {
+    assert(this.requestsInFlight === 0, () => `${this.requestsInFlight} virtio request(s) in flight`);
+    return {
+      uart: this.uart.saveState(),
+      clint: this.clint.saveState(),
+      plic: this.plic.saveState(),
+      rtc: this.rtc.saveState(),
+      virtio: this.virtio.map((t) => t.saveState()),
+      blk: this.blk.map((b) => b.saveState()),
+      shutdown: this.shutdown === null ? null : { ...this.shutdown },
+    };
+  }
+
+  /** Puts every device back as saved, without any line event (see IrqPin.restoreLevel). */
+  restoreBoardState(s: VirtBoardState): void {
+    assert(s.virtio.length === this.virtio.length && s.blk.length === this.blk.length, () => `snapshot is for a board with ${s.virtio.length} virtio slots and ${s.blk.length} drives, this one has ${this.virtio.length} and ${this.blk.length}`);
+    const shutdown = s.shutdown;
+    assert(shutdown === null || (shutdown.kind === 'poweroff' && Number.isInteger(shutdown.exitCode)) || shutdown.kind === 'reset', 'bad restored shutdown request');
+    this.uart.restoreState(s.uart);
+    this.clint.restoreState(s.clint);
+    this.plic.restoreState(s.plic);
+    this.rtc.restoreState(s.rtc);
+    this.virtio.forEach((t, i) => t.restoreState(s.virtio[i]!));
+    this.blk.forEach((b, i) => b.restoreState(s.blk[i]!));
+    this.shutdown = shutdown === null ? null : shutdown.kind === 'poweroff' ? { kind: 'poweroff', exitCode: shutdown.exitCode } : { kind: 'reset' };
   }
 
   /** A device by its path (qtest's QOM paths). */

@@ -26,7 +26,7 @@ export const RR_QUANTUM_NS = 100_000;
  * runs for a quantum of virtual time. Virtual time is shared and advances with every hart's
  * instructions (QEMU's single-threaded TCG with icount counts all vCPUs' instructions).
  */
-class RoundRobin implements CpuDriver {
+export class RoundRobin implements CpuDriver {
   private next = 0;
 
   constructor(
@@ -42,6 +42,21 @@ class RoundRobin implements CpuDriver {
     let total = 0;
     for (const c of this.cpus) total += c.icount;
     return total;
+  }
+
+  /** The harts it runs, in hart order (machine snapshots save each). */
+  get harts(): readonly RiscvCpu[] {
+    return this.cpus;
+  }
+
+  /** Snapshot state: whose turn is next. */
+  get nextIndex(): number {
+    return this.next;
+  }
+
+  set nextIndex(index: number) {
+    assert(Number.isInteger(index) && index >= 0 && index < this.cpus.length, () => `bad round-robin index ${index}`);
+    this.next = index;
   }
 
   /** One turn: the next runnable hart (in hart order, wrapping) runs one quantum. */

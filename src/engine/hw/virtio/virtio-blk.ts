@@ -1,3 +1,4 @@
+import { assert } from '../../assert.js';
 import type { Co } from '../../coroutine.js';
 import type { MainLoop } from '../../main-loop.js';
 import type { VirtioDevice, VirtioTransport } from './virtio-mmio.js';
@@ -66,6 +67,12 @@ export interface VirtioBlkOptions {
   readonly logicalBlockSize?: number;
 }
 
+/** virtio-blk's own state for machine snapshots (the disk's bytes are the block layer's). */
+export interface VirtioBlkState {
+  readonly generation: number;
+  readonly writeback: boolean;
+}
+
 /**
  * virtio-blk on a BlockBackend: read, write, flush, discard, write-zeroes and get-id. Each request
  * runs as a coroutine entered right away (as QEMU's blk_aio_* enters its coroutine), so the block
@@ -98,6 +105,19 @@ export class VirtioBlk implements VirtioDevice {
 
   get inFlight(): number {
     return this.inFlightCount;
+  }
+
+  /** Snapshot state; only taken with no request in flight (a request is a coroutine mid-flight). */
+  saveState(): VirtioBlkState {
+    assert(this.inFlightCount === 0, () => `${this.path}: ${this.inFlightCount} request(s) in flight`);
+    return { generation: this.generation, writeback: this.writeback };
+  }
+
+  restoreState(s: VirtioBlkState): void {
+    assert(Number.isSafeInteger(s.generation) && s.generation >= 0, () => `${this.path}: bad restored generation`);
+    assert(this.inFlightCount === 0, () => `${this.path}: restore with ${this.inFlightCount} request(s) in flight`);
+    this.generation = s.generation;
+    this.writeback = s.writeback === true;
   }
 
   bind(transport: VirtioTransport): void {

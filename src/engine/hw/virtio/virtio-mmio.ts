@@ -2,7 +2,8 @@ import { IrqPin } from '../../irq.js';
 import type { MmioOps } from '../../memory.js';
 import type { Trace } from '../../trace.js';
 import type { AddressSpace } from '../address-space.js';
-import { VIRTQUEUE_MAX_SIZE, Virtqueue, VirtioRingError } from './virtqueue.js';
+import { assert } from '../../assert.js';
+import { VIRTQUEUE_MAX_SIZE, Virtqueue, VirtioRingError, type VirtqueueState } from './virtqueue.js';
 
 export const VIRTIO_MMIO_MAGIC = 0x74726976; // "virt"
 export const VIRTIO_MMIO_VENDOR = 0x554d4551; // "QEMU"
@@ -54,6 +55,19 @@ declare module '../../trace.js' {
     'virtio.error': { dev: string; message: string };
     'virtio.notify': { dev: string; queue: number };
   }
+}
+
+/** A transport's registers, queues and line for machine snapshots (guest features as a decimal string). */
+export interface VirtioMmioState {
+  readonly guestFeatures: string;
+  readonly hostFeaturesSel: number;
+  readonly guestFeaturesSel: number;
+  readonly guestPageShift: number;
+  readonly queueSel: number;
+  readonly status: number;
+  readonly isr: number;
+  readonly irq: boolean;
+  readonly queues: readonly VirtqueueState[];
 }
 
 /** What a transport offers its device. */
@@ -171,6 +185,38 @@ export class VirtioMmio implements VirtioTransport {
     this.guestFeaturesSel = 0;
     this.queueSel = 0;
     this.irq.lower();
+  }
+
+  saveState(): VirtioMmioState {
+    return {
+      guestFeatures: this.guestFeatures.toString(),
+      hostFeaturesSel: this.hostFeaturesSel,
+      guestFeaturesSel: this.guestFeaturesSel,
+      guestPageShift: this.guestPageShift,
+      queueSel: this.queueSel,
+      status: this.status,
+      isr: this.isr,
+      irq: this.irq.level,
+      queues: this.queues.map((q) => q.saveState()),
+    };
+  }
+
+  /** Restores the transport (the device behind it restores its own state). */
+  restoreState(s: VirtioMmioState): void {
+    assert(s.queues.length === this.queues.length, () => `${this.path}: snapshot has ${s.queues.length} queues, the device ${this.queues.length}`);
+    assert(typeof s.guestFeatures === 'string' && /^[0-9]{1,20}$/.test(s.guestFeatures), () => `${this.path}: bad restored features`);
+    for (const key of ['hostFeaturesSel', 'guestFeaturesSel', 'queueSel'] as const) assert(Number.isInteger(s[key]) && s[key] >= 0 && s[key] <= 0xffffffff, () => `${this.path}: bad restored ${key}`);
+    assert(Number.isInteger(s.guestPageShift) && s.guestPageShift >= 0 && s.guestPageShift < 32, () => `${this.path}: bad restored page shift`);
+    assert(Number.isInteger(s.status) && s.status >= 0 && s.status <= 0xff && Number.isInteger(s.isr) && s.isr >= 0 && s.isr <= 3, () => `${this.path}: bad restored status or ISR`);
+    this.guestFeatures = BigInt(s.guestFeatures);
+    this.hostFeaturesSel = s.hostFeaturesSel;
+    this.guestFeaturesSel = s.guestFeaturesSel;
+    this.guestPageShift = s.guestPageShift;
+    this.queueSel = s.queueSel;
+    this.status = s.status;
+    this.isr = s.isr;
+    this.queues.forEach((q, i) => q.restoreState(s.queues[i]!));
+    this.irq.restoreLevel(s.irq);
   }
 
   /** State for digests (replay checkpoints). */

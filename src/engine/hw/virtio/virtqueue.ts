@@ -32,6 +32,25 @@ export class VirtioRingError extends Error {
   override readonly name = 'VirtioRingError';
 }
 
+/** A virtqueue's device-side state for machine snapshots (the rings themselves live in guest RAM). */
+export interface VirtqueueState {
+  readonly num: number;
+  readonly desc: number;
+  readonly avail: number;
+  readonly used: number;
+  readonly ready: boolean;
+  readonly align: number;
+  readonly pfn: number;
+  readonly lastAvailIdx: number;
+  readonly usedIdx: number;
+  readonly indirect: boolean;
+  readonly eventIdx: boolean;
+  readonly notifyOnEmpty: boolean;
+  readonly signalled: number;
+  readonly signalledUsed: number;
+  readonly signalledUsedValid: boolean;
+}
+
 /**
  * A split virtqueue in guest memory: descriptor table, available ring (driver area) and used ring
  * (device area). Every guest-supplied index and length is checked; a bad ring throws
@@ -83,6 +102,37 @@ export class Virtqueue {
     this.indirect = false;
     this.eventIdx = false;
     this.notifyOnEmpty = false;
+  }
+
+  saveState(): VirtqueueState {
+    return {
+      num: this.num, desc: this.desc, avail: this.avail, used: this.used, ready: this.ready, align: this.align, pfn: this.pfn,
+      lastAvailIdx: this.lastAvailIdx, usedIdx: this.usedIdx, indirect: this.indirect, eventIdx: this.eventIdx, notifyOnEmpty: this.notifyOnEmpty,
+      signalled: this.signalled, signalledUsed: this.signalledUsed, signalledUsedValid: this.signalledUsedValid,
+    };
+  }
+
+  restoreState(s: VirtqueueState): void {
+    const u16 = (v: number): boolean => Number.isInteger(v) && v >= 0 && v <= 0xffff;
+    const addr = (v: number): boolean => Number.isSafeInteger(v) && v >= 0;
+    if (!(u16(s.lastAvailIdx) && u16(s.usedIdx) && u16(s.signalledUsed) && s.num >= 0 && s.num <= this.maxSize && addr(s.desc) && addr(s.avail) && addr(s.used) && addr(s.pfn) && addr(s.align) && Number.isSafeInteger(s.signalled) && s.signalled >= 0)) {
+      throw new VirtioRingError(`virtqueue ${this.index}: malformed snapshot state`);
+    }
+    this.num = s.num;
+    this.desc = s.desc;
+    this.avail = s.avail;
+    this.used = s.used;
+    this.ready = s.ready === true;
+    this.align = s.align;
+    this.pfn = s.pfn;
+    this.lastAvailIdx = s.lastAvailIdx;
+    this.usedIdx = s.usedIdx;
+    this.indirect = s.indirect === true;
+    this.eventIdx = s.eventIdx === true;
+    this.notifyOnEmpty = s.notifyOnEmpty === true;
+    this.signalled = s.signalled;
+    this.signalledUsed = s.signalledUsed;
+    this.signalledUsedValid = s.signalledUsedValid === true;
   }
 
   /** True when the queue has rings the device may use. */
