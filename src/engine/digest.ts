@@ -18,7 +18,9 @@ export class Digest {
 
   restoreState(state: readonly [number, number]): void {
     const [a, b] = state;
-    if (!(Number.isInteger(a) && Number.isInteger(b) && (a | 0) === a && (b | 0) === b)) throw new TypeError(`bad digest state ${String(a)}, ${String(b)}`);
+    // A lane holds its unsigned seed until the first mix, an int32 after it.
+    const lane = (v: unknown): boolean => Number.isInteger(v) && (v as number) >= -0x8000_0000 && (v as number) <= 0xffff_ffff;
+    if (!(state.length === 2 && lane(a) && lane(b))) throw new TypeError(`bad digest state ${String(a)}, ${String(b)}`);
     this.a = a;
     this.b = b;
   }

@@ -106,6 +106,9 @@ export class KernelSnapshotError extends Error {
   override readonly name = 'KernelSnapshotError';
 }
 
+/** Times a coroutine being unwound may wait in its finally blocks before that counts as a bug. */
+const MAX_UNWIND_WAITS = 64;
+
 /** Live coroutines named in a quiescence message before it says "and N more". */
 const MAX_NAMED_COROUTINES = 3;
 
@@ -543,14 +546,52 @@ export class MainLoop implements CoroutineHost {
   }
 
   /**
+   * Abandons the current timeline's coroutines: each live one is unwound with `return()`, so its
+   * `finally` blocks run (a device or the block layer gives back what the request held: in-flight
+   * counts, locks), taken out of its wait queue and its sleep timer dropped. A finally block that
+   * waits is unwound again, a bounded number of times. Every coroutine stays 'running' until all
+   * are unwound, so a finally block that wakes another one is a harmless no-op. Whatever the
+   * unwinding queues or emits is overwritten by the restore that follows. Returns how many.
+   */
+  private unwindCoroutines(): number {
+    const victims = [...this.liveCoroutines];
+    for (const co of victims) {
+      co.waitingOn?.remove(co);
+      co.waitingOn = null;
+      if (co.timer !== null) this.dropTimer(co.timer);
+      co.timer = null;
+      co.state = 'running';
+    }
+    for (const co of victims) {
+      this.currentCo = co;
+      try {
+        let step = co.generator.return(undefined);
+        for (let guard = 0; step.done !== true; guard++) {
+          assert(guard < MAX_UNWIND_WAITS, () => `coroutine '${co.taskName}' keeps waiting while it is unwound`);
+          step = co.generator.return(undefined);
+        }
+      } finally {
+        this.currentCo = null;
+      }
+      if (co.timer !== null) this.dropTimer(co.timer);
+      co.timer = null;
+    }
+    for (const co of victims) {
+      co.state = 'done';
+      this.liveCoroutines.delete(co);
+    }
+    assert(this.liveCoroutines.size === 0, 'a coroutine was created while the timeline was unwound');
+    return victims.length;
+  }
+
+  /**
    * Puts the kernel back to a saved state, in place (devices hold the timer and stream objects).
-   * The ready queue is emptied (its tasks belong to the abandoned timeline), every timer is
-   * disarmed and the saved ones re-armed with their deadlines and arming order. Refused while a
-   * coroutine is alive or the loop is running a task: their stacks would be orphaned.
+   * Live coroutines belong to the abandoned timeline and are unwound first (see
+   * `unwindCoroutines`); the ready queue is emptied, every timer is disarmed and the saved ones
+   * re-armed with their deadlines and arming order. Refused from inside a task or the CPU.
    */
   restoreKernelState(state: KernelState): void {
     if (this.inside !== null || this.currentCo !== null) throw new KernelSnapshotError(`cannot restore from inside ${this.inside ?? 'a coroutine'}`);
-    if (this.liveCoroutines.size > 0) throw new KernelSnapshotError(`cannot restore: ${this.notQuiescent() ?? 'coroutines alive'}; run to a quiescent point first`);
     assert(Number.isSafeInteger(state.steps) && state.steps >= 0, () => `bad restored step count ${state.steps}`);
     assert(Number.isSafeInteger(state.nextTaskId) && state.nextTaskId >= 1, () => `bad restored next task id ${state.nextTaskId}`);
     assert(state.timerSeq.length === this.timerLists.length, () => `snapshot has ${state.timerSeq.length} timer lists, the loop ${this.timerLists.length}`);
@@ -563,6 +604,7 @@ export class MainLoop implements CoroutineHost {
       if (timer.clock !== entry.clock) throw new KernelSnapshotError(`timer '${timer.name}' (task ${entry.taskId}) is on clock ${timer.clock}, the snapshot says ${entry.clock}`);
       perList[entry.clock]!.push({ timer, deadlineNs: entry.deadlineNs, seq: entry.seq });
     }
+    this.unwindCoroutines();
     for (let i = this.readyHead; i < this.ready.length; i++) {
       const task = this.ready[i]!;
       task.queued = false;
