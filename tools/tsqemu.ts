@@ -18,7 +18,11 @@ import { QtestChardevError } from '../src/engine/host/qtest-chardev.js';
 import { type QtestSession, startVirtQtest } from '../src/qtest/setup.js';
 import { ReplayLogError } from '../src/replay/log-format.js';
 import { formatDivergence } from '../src/replay/player.js';
-import { ReplayOptionError, type RrSession, parseRrOption, playToEnd, startRecordReplay } from '../src/replay/rr-option.js';
+import { ReplayOptionError, type RrSession, parseRrOption, startRecordReplay } from '../src/replay/rr-option.js';
+import { REPLAY_SERVICE, RECORDING_REPLAY_CONTROL } from '../src/monitor/commands/replay.js';
+import { ReplayDriver } from '../src/system/replay-control.js';
+import type { QmpServer } from '../src/monitor/qmp-server.js';
+import type { InputGate } from '../src/engine/host/input-gate.js';
 
 const PROG = 'tsqemu';
 const VERSION = 'tsqemu version 0.1.0 (QEMU 7.2.0 compatible), Copyright (c) the tsqemu authors';
@@ -37,6 +41,9 @@ function usage(): string {
     '  -policy fifo|explore     scheduling policy',
     '  -trace FILE              trace events and the final digest to FILE',
     '  --allow-path DIR         confine every file QMP or the command line opens (repeatable)',
+    '  -snapshot                every drive as snapshot=on (writes go to a memory overlay)',
+    '  -replay-qmp SPEC         with -icount rr=replay: a QMP monitor that steers play (replay-break,',
+    '                           replay-seek, query-replay, stop, cont); same SPEC forms as -qmp',
     '  -display none, -nographic, -nodefaults, -bios, -kernel, -append, -initrd, -device,',
     '  -serial, -smp, -rtc, -icount, -qtest, -qtest-log, -s, -gdb are accepted',
   ].join('\n');
@@ -63,16 +70,17 @@ function startTrace(vm: Vm, file: string): () => void {
   };
 }
 
-async function startMonitors(vm: Vm, config: VmConfig, onStdioEnd: () => void): Promise<Server[]> {
+/** Connects each QMP server to the host endpoint its spec names (sockets, stdio). */
+async function startMonitors(gate: InputGate, monitors: readonly QmpServer[], specs: VmConfig['monitors'], onStdioEnd: () => void): Promise<Server[]> {
   const servers: Server[] = [];
-  for (let i = 0; i < config.monitors.length; i++) {
-    const spec = config.monitors[i]!;
-    const monitor = vm.monitors[i]!;
+  for (let i = 0; i < specs.length; i++) {
+    const spec = specs[i]!;
+    const monitor = monitors[i]!;
     const dev = spec.chardev;
     try {
-      if (dev.backend === 'socket-unix') servers.push(await listenQmp(vm.loop.gate, monitor, { kind: 'unix', path: dev.path }));
-      else if (dev.backend === 'socket-tcp') servers.push(await listenQmp(vm.loop.gate, monitor, { kind: 'tcp', host: dev.host, port: dev.port }));
-      else if (dev.backend === 'stdio') connectQmpStdio(vm.loop.gate, monitor, onStdioEnd);
+      if (dev.backend === 'socket-unix') servers.push(await listenQmp(gate, monitor, { kind: 'unix', path: dev.path }));
+      else if (dev.backend === 'socket-tcp') servers.push(await listenQmp(gate, monitor, { kind: 'tcp', host: dev.host, port: dev.port }));
+      else if (dev.backend === 'stdio') connectQmpStdio(gate, monitor, onStdioEnd);
       else fail(`monitor ${spec.name}: chardev backend '${dev.backend}' cannot carry QMP`);
     } catch (error) {
       fail(`-qmp: Failed to open ${dev.backend === 'socket-unix' ? dev.path : dev.backend}: ${(error as Error).message}`);
@@ -164,7 +172,14 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     const rrOption = parseRrOption(config.icount);
     const driveFiles = config.drives.filter((d) => typeof d['file'] === 'string').map((d, i) => ({ name: String(d['id'] ?? `drive${i}`), path: String(d['file']) }));
-    if (rrOption !== null) rr = startRecordReplay(rrOption, vm.loop, machine.virt?.machine ?? null, argv, config.seed, driveFiles);
+    if (rrOption !== null) {
+      rr = startRecordReplay(rrOption, vm.loop, machine.virt?.machine ?? null, argv, config.seed, driveFiles);
+      // The VM's own monitors answer query-replay as they did while recording (their traffic replays).
+      const loop = vm.loop;
+      vm.services.set(REPLAY_SERVICE, { ...RECORDING_REPLAY_CONTROL, filename: rrOption.file, get icount() { return loop.cpu?.icount ?? 0; } });
+    } else if (config.replayMonitors.length > 0) {
+      fail('-replay-qmp: needs -icount ...,rr=replay,rrfile=FILE');
+    }
   } catch (error) {
     if (error instanceof ReplayOptionError || error instanceof ReplayLogError) fail(error.message);
     throw error;
@@ -172,7 +187,7 @@ async function main(argv: readonly string[]): Promise<number> {
   for (const warning of rr?.warnings ?? []) process.stderr.write(`${PROG}: warning: ${warning}\n`);
   let replayDiverged = false;
   let stdioClosed = false;
-  const servers = await startMonitors(vm, config, () => {
+  const servers = await startMonitors(vm.loop.gate, vm.monitors, config.monitors, () => {
     stdioClosed = true;
     host.kick();
   });
@@ -199,8 +214,21 @@ async function main(argv: readonly string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   // -qtest stdio: nothing more can come once stdin ends (a fuzzer reproducer fed with <).
   if (rr?.player) {
-    const result = await playToEnd(rr.player, () => new Promise<void>((resolve) => setImmediate(resolve)));
-    if (result.divergence !== null) {
+    // Play runs under the replay control monitors (-replay-qmp), on a loop of their own.
+    const driver = new ReplayDriver(rr.player, rr.option.file, config.replayMonitors.map((m) => m.name), config.replayMonitors.length > 0);
+    const controlHost = new HostLoop(driver, 64);
+    servers.push(...(await startMonitors(driver.gate, driver.servers, config.replayMonitors, () => controlHost.kick())));
+    process.removeListener('SIGTERM', onSignal);
+    process.removeListener('SIGINT', onSignal);
+    const onReplaySignal = (signal: NodeJS.Signals): void => {
+      onSignal(signal);
+      controlHost.stop();
+    };
+    process.on('SIGTERM', onReplaySignal);
+    process.on('SIGINT', onReplaySignal);
+    await controlHost.run(() => driver.done || signalled);
+    const result = driver.result;
+    if (result?.divergence) {
       process.stderr.write(formatDivergence(result.divergence) + '\n');
       replayDiverged = true;
     }

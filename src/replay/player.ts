@@ -8,6 +8,7 @@ import type { TraceEvent } from '../engine/trace.js';
 import type { CheckpointRecord, EndRecord, EventRecord, InputRecord, LoggedRecord, ParsedLog, RunPoint } from './log-format.js';
 import { type ReplayMachine, defaultEventFilter } from './machine.js';
 import { RunHooks } from './run-hooks.js';
+import { SnapshotStore, type SnapshotFileWriter, type StoredSnapshot, materialize } from './snapshot-store.js';
 import { type StateDifference, captureState, diffState } from './state.js';
 
 export type DivergenceKind = 'checkpoint' | 'input' | 'event' | 'end' | 'stuck';
@@ -38,6 +39,20 @@ export interface PlayOptions {
   readonly eventFilter?: (event: TraceEvent) => boolean;
   /** Bound on loop iterations (a livelocked replay ends with a 'stuck' divergence). */
   readonly maxIterations?: number;
+  /**
+   * Instructions between snapshots for seek (taken at checkpoints where the machine is
+   * quiescent); default four checkpoint intervals. 0 turns snapshots off.
+   */
+  readonly snapshotInterval?: number;
+  /** Snapshots kept in memory (older ones are thinned out evenly). */
+  readonly maxSnapshots?: number;
+  /** Also append every snapshot to this file (`tsqemu-replay play --snapshots F`). */
+  readonly snapshotFile?: SnapshotFileWriter;
+}
+
+/** A seek that cannot be done (QEMU's wording where it has one). */
+export class SeekError extends Error {
+  override readonly name = 'SeekError';
 }
 
 export interface PlayResult {
@@ -54,6 +69,8 @@ export interface PlayResult {
 }
 
 const LAST_INPUTS = 8;
+/** Bound on iterations spent finishing in-flight work before a restore. */
+const SETTLE_MAX_ITERATIONS = 100_000;
 const DEFAULT_MAX_ITERATIONS = 200_000_000;
 
 function samePoint(a: RunPoint, b: RunPoint): boolean {
@@ -80,6 +97,20 @@ export class Player implements InputSource {
   private started = false;
   /** Replay point of the last record of a log cut short (no end record). */
   private readonly lastPoint: RunPoint;
+  /** Snapshots taken so far (seek restores the nearest). */
+  readonly snapshots: SnapshotStore;
+  private readonly snapshotInterval: number;
+  private nextSnapshotAt = 0;
+  /** Why the last snapshot due could not be taken (a coroutine mid-flight...), for reports. */
+  lastSnapshotRefusal: string | null = null;
+  /** A checkpoint passed inside the CPU's slice: snapshot once the iteration returns. */
+  private snapshotDue = false;
+  /** While the machine is run to a quiescent point before a restore: what it does is not checked. */
+  private settling = false;
+  /** replay-break / seek: play pauses when the instruction count reaches this. */
+  private breakIcount: number | null = null;
+  /** Where play ends (the log's end or --until), as an instruction count; Infinity without a CPU. */
+  private endStop = Infinity;
 
   constructor(
     private readonly machine: ReplayMachine,
@@ -101,6 +132,9 @@ export class Player implements InputSource {
       icountShift: log.header.icountShift,
       onCheckpoint: () => this.checkpoint(false),
     });
+    this.snapshots = new SnapshotStore(options.maxSnapshots ?? 32);
+    const interval = options.snapshotInterval ?? 4 * log.header.checkpointInterval;
+    this.snapshotInterval = machine.snapshotter !== undefined && log.header.checkpointUnit === 'icount' ? interval : 0;
   }
 
   get divergence(): Divergence | null {
@@ -146,7 +180,133 @@ export class Player implements InputSource {
     }
     this.hooks.install();
     const target = this.target;
-    if (this.log.header.checkpointUnit === 'icount' && target.icount > 0) this.hooks.stopIcount = target.icount;
+    if (this.log.header.checkpointUnit === 'icount' && target.icount > 0) this.endStop = target.icount;
+    this.applyStop();
+    // The state before the first instruction: seek can always go back to the start.
+    this.maybeSnapshot();
+  }
+
+  private applyStop(): void {
+    this.hooks.stopIcount = Math.min(this.endStop, this.breakIcount ?? Infinity);
+  }
+
+  // ---- breakpoints, snapshots and seek ----------------------------------------------------------
+
+  /** The replayed machine's main loop. */
+  get machineLoop(): ReplayMachine['loop'] {
+    return this.machine.loop;
+  }
+
+  /** The instruction count play stands at. */
+  get icount(): number {
+    return this.machine.loop.cpu?.icount ?? 0;
+  }
+
+  /** The breakpoint (replay-break), or null. */
+  get breakpoint(): number | null {
+    return this.breakIcount;
+  }
+
+  /** True while play stands at its breakpoint: `advance` does nothing until it is moved or deleted. */
+  get paused(): boolean {
+    return this.breakIcount !== null && this.icount >= this.breakIcount;
+  }
+
+  /** replay-break: pause when the instruction count reaches `icount` (null deletes it). */
+  setBreak(icount: number | null): void {
+    if (icount !== null) {
+      if (this.log.header.checkpointUnit !== 'icount') throw new SeekError('breakpoints need a recording with a CPU (they count instructions)');
+      if (!Number.isSafeInteger(icount) || icount < this.icount) throw new SeekError('cannot set breakpoint at the instruction in the past');
+    }
+    this.breakIcount = icount;
+    this.applyStop();
+  }
+
+  /** The instruction count of the log's end (or of its last record when cut short). */
+  get endIcount(): number {
+    return (this.end ?? this.lastPoint).icount;
+  }
+
+  /**
+   * replay-seek: makes play stand at `icount` once `advance` has run: restores the nearest
+   * snapshot when the target is behind play (or a snapshot is nearer than play), then sets the
+   * breakpoint there. Returns the point restored, or null when play just runs forward.
+   */
+  seek(icount: number): RunPoint | null {
+    if (this.log.header.checkpointUnit !== 'icount') throw new SeekError('seek needs a recording with a CPU (it counts instructions)');
+    if (this.divergenceValue !== null) throw new SeekError(`play has diverged at ${formatPoint(this.divergenceValue.at)}; seeking would replay a different run`);
+    if (!Number.isSafeInteger(icount) || icount < 0 || icount > this.endIcount) throw new SeekError(`cannot seek to the specified instruction count: the recording spans instructions 0..${this.endIcount}`);
+    this.start();
+    const now = this.icount;
+    const snapshot = this.snapshots.nearest(icount);
+    let restored: RunPoint | null = null;
+    if (snapshot !== undefined && (icount < now || now < snapshot.point.icount)) {
+      this.restore(snapshot);
+      restored = snapshot.point;
+    } else if (icount < now) {
+      throw new SeekError(`cannot seek to the specified instruction count: no snapshot at or before ${icount}${this.lastSnapshotRefusal !== null ? ` (${this.lastSnapshotRefusal})` : ''}`);
+    }
+    this.breakIcount = icount;
+    this.applyStop();
+    return restored;
+  }
+
+  /** Restores a snapshot taken by this player or read from a snapshot file of the same log. */
+  restore(snapshot: StoredSnapshot): void {
+    const snapshotter = this.machine.snapshotter;
+    if (snapshotter === undefined) throw new SeekError('this machine cannot restore snapshots');
+    this.start();
+    this.settle(snapshotter);
+    snapshotter.restore(materialize(snapshot));
+    this.inputIndex = snapshot.position.inputIndex;
+    this.checkpointIndex = snapshot.position.checkpointIndex;
+    this.eventIndex = snapshot.position.eventIndex;
+    this.delivered.length = 0;
+    for (const probe of this.machine.probes) probe.resync?.();
+    this.hooks.resync();
+    this.finishedResult = null;
+    this.snapshotDue = false;
+    this.snapshots.add(snapshot.point, snapshot.position, snapshot.state);
+    this.nextSnapshotAt = snapshot.point.icount + this.snapshotInterval;
+  }
+
+  /**
+   * A restore replaces the whole machine, but work in flight (a disk request sleeping through its
+   * latency) holds state outside what a snapshot covers. Such work is finished first, with the CPU
+   * held and nothing checked against the log; whatever it changes, the restore then overwrites.
+   */
+  private settle(snapshotter: NonNullable<ReplayMachine['snapshotter']>): void {
+    const loop = this.machine.loop;
+    if (snapshotter.notQuiescent() === null) return;
+    const cpu = loop.cpu;
+    this.settling = true;
+    loop.cpu = null;
+    try {
+      for (let i = 0; i < SETTLE_MAX_ITERATIONS && snapshotter.notQuiescent() !== null; i++) {
+        if (!loop.iterate()) break;
+      }
+    } finally {
+      loop.cpu = cpu;
+      this.settling = false;
+    }
+    const why = snapshotter.notQuiescent();
+    if (why !== null) throw new SeekError(`cannot restore a snapshot now: ${why}`);
+  }
+
+  /** Takes a snapshot when one is due and the machine is quiescent (at checkpoints and at the start). */
+  private maybeSnapshot(): void {
+    const snapshotter = this.machine.snapshotter;
+    if (snapshotter === undefined || this.snapshotInterval <= 0 || this.divergenceValue !== null) return;
+    const point = this.hooks.point();
+    if (point.icount < this.nextSnapshotAt) return;
+    const why = snapshotter.notQuiescent();
+    if (why !== null) {
+      this.lastSnapshotRefusal = `no snapshot at icount ${point.icount}: ${why}`;
+      return;
+    }
+    const stored = this.snapshots.add(point, { inputIndex: this.inputIndex, checkpointIndex: this.checkpointIndex, eventIndex: this.eventIndex }, snapshotter.save());
+    this.options.snapshotFile?.write(stored);
+    this.nextSnapshotAt = point.icount + this.snapshotInterval;
   }
 
   private reached(target: RunPoint): boolean {
@@ -162,6 +322,7 @@ export class Player implements InputSource {
     for (;;) {
       const result = this.advance(Number.MAX_SAFE_INTEGER);
       if (result !== null) return result;
+      if (this.paused) this.setBreak(null);
     }
   }
 
@@ -179,6 +340,7 @@ export class Player implements InputSource {
     let reachedEnd = false;
     let over = false;
     for (let i = 0; i < iterations; i++) {
+      if (this.paused) return null;
       if (this.divergenceValue !== null) {
         over = true;
         break;
@@ -198,6 +360,10 @@ export class Player implements InputSource {
       let progressed: boolean;
       try {
         progressed = loop.iterate(untilNs);
+        if (this.snapshotDue) {
+          this.snapshotDue = false;
+          this.maybeSnapshot();
+        }
       } catch (error) {
         if (!(error instanceof ReplayMismatchError)) throw error;
         if (this.end === null && this.inputIndex === this.inputs.length) {
@@ -262,6 +428,7 @@ export class Player implements InputSource {
   }
 
   private onDelivered(input: StampedInput): void {
+    if (this.settling) return;
     const recorded = this.inputs[input.seq];
     if (recorded === undefined) return;
     this.delivered.push(recorded);
@@ -273,6 +440,7 @@ export class Player implements InputSource {
   }
 
   private onEvent(event: TraceEvent, machineEvent = false): void {
+    if (this.settling) return;
     if (this.divergenceValue !== null || (!machineEvent && !this.filter(event))) return;
     const expected = this.eventRecords[this.eventIndex];
     const now: RunPoint = { step: this.machine.loop.steps, icount: this.machine.loop.cpu?.icount ?? 0, ns: event.ns };
@@ -305,6 +473,12 @@ export class Player implements InputSource {
     } else if (differences.length > 0 || trace !== expected.trace) {
       const what = differences.length > 0 ? differences.map(describeDifference).slice(0, 3).join('; ') : `only the trace digest differs (${expected.trace} recorded, ${trace} now): the order of tasks or events changed`;
       this.diverge('checkpoint', `checkpoint #${index} at ${formatPoint(now)} differs: ${what}`, differences, { checkpoint: index, expected, recordedTrace: expected.trace, replayedTrace: trace });
+    } else if (!final) {
+      // Right after a capture the probes' "changed since the last checkpoint" state is empty, so
+      // a restore here (with the probes resynced) compares the next checkpoint exactly as recorded.
+      // The capture may run inside the CPU's slice; the snapshot waits for the slice to return
+      // (nothing else runs in between: the iteration ends with the slice).
+      this.snapshotDue = true;
     }
   }
 

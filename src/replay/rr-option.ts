@@ -44,7 +44,16 @@ export function parseRrOption(icount: string | null): RrOption | null {
 
 /** The command line without the rr options: what the machine digest covers. */
 export function commandLineForDigest(argv: readonly string[]): string[] {
-  return argv.map((arg) => arg.split(',').filter((p) => !p.startsWith('rr=') && !p.startsWith('rrfile=') && !p.startsWith('rrsnapshot=')).join(','));
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    // -replay-qmp steers play from outside the machine: it may differ between record and replay.
+    if (argv[i] === '-replay-qmp' || argv[i] === '--replay-qmp') {
+      i++;
+      continue;
+    }
+    out.push(argv[i]!.split(',').filter((p) => !p.startsWith('rr=') && !p.startsWith('rrfile=') && !p.startsWith('rrsnapshot=')).join(','));
+  }
+  return out;
 }
 
 export interface RrSession {

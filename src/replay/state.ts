@@ -14,6 +14,11 @@ export interface StateProbe {
   readonly name: string;
   /** The state now. Called only at checkpoints; must not change the run. */
   capture(): StateEntries;
+  /**
+   * After a snapshot restore (taken right after a checkpoint): forget what changed before it, as
+   * a capture would have. Probes that report absolute values need nothing.
+   */
+  resync?(): void;
 }
 
 export function captureState(probes: readonly StateProbe[]): StateMap {

@@ -20,6 +20,10 @@ import { type VirtDriveConfig, type VirtMachine, buildVirtMachine } from '../eng
 import { riscvCpuFactory } from '../engine/hw/virt/riscv-harts.js';
 import type { DiskDigest } from './log-format.js';
 import type { ReplayMachine } from './machine.js';
+import { DiskWritesProbe } from './disk-probe.js';
+import type { SnapshotPart } from './machine.js';
+import { createVirtSnapshotter } from './virt-snapshot.js';
+import { type OverlaySnapshot, restoreOverlay, saveOverlay } from '../block/drivers/snapshot-overlay.js';
 import { attachIrqEvents, virtProbes } from './virt-probes.js';
 
 export interface VirtDriveSpec {
@@ -88,13 +92,23 @@ export function buildVirtRun(spec: VirtRunSpec, serialOutput: CharOutput | null)
     serialOutput,
     cpu: riscvCpuFactory({ icountShift: spec.icountShift }),
   });
+  const disksPart: SnapshotPart = {
+    name: 'disks',
+    save: () => overlays.map((node) => saveOverlay(node)),
+    restore: (state) => {
+      const saved = state as readonly OverlaySnapshot[];
+      assert(Array.isArray(saved) && saved.length === overlays.length, 'snapshot has a different number of disks');
+      overlays.forEach((node, i) => restoreOverlay(node, saved[i]!));
+    },
+  };
   return {
     loop,
     machine,
     spec,
+    snapshotter: createVirtSnapshotter(loop, machine, [disksPart]),
     disks,
     icountShift: spec.icountShift,
-    probes: virtProbes(machine),
+    probes: [...virtProbes(machine), new DiskWritesProbe(spec.drives.map((d, i) => ({ id: d.id, node: overlays[i]! })))],
     attachEvents: (emit) => attachIrqEvents(machine, emit),
     overlays,
     close(): void {

@@ -127,6 +127,12 @@ const OPTIONS: Readonly<Record<string, OptionDef>> = {
       c.monitors.push({ name: `qmp${s.qmpCount++}`, chardev: parseCharDevice(v) });
     },
   },
+  'replay-qmp': {
+    arg: ARG,
+    apply: (c, v) => {
+      c.replayMonitors.push({ name: `replay${c.replayMonitors.length}`, chardev: parseCharDevice(v) });
+    },
+  },
   chardev: {
     arg: ARG,
     apply: (c, v) => {
@@ -210,6 +216,7 @@ function setMachine(c: Mutable<VmConfig>, value: string): void {
 export function parseCommandLine(argv: readonly string[]): VmConfig {
   const config = defaultVmConfig() as Mutable<VmConfig>;
   config.monitors = [];
+  config.replayMonitors = [];
   config.blockdevs = [];
   config.drives = [];
   config.objects = [];

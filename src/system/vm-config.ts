@@ -35,6 +35,11 @@ export interface VmConfig {
   readonly nographic: boolean;
   readonly nodefaults: boolean;
   readonly monitors: readonly MonitorSpec[];
+  /**
+   * `-replay-qmp SPEC` (ours): QMP monitors that steer play under `-icount rr=replay` (replay-break,
+   * replay-seek, stop/cont); not part of the machine, so not part of the recording.
+   */
+  readonly replayMonitors: readonly MonitorSpec[];
   /** Named chardevs from `-chardev` (monitors reference them). */
   readonly chardevs: Readonly<Record<string, ChardevSpec>>;
   /** `-blockdev` options in order (JSON objects, or keyval with string values). */
@@ -85,6 +90,7 @@ export function defaultVmConfig(overrides: Partial<VmConfig> = {}): VmConfig {
     nographic: false,
     nodefaults: false,
     monitors: [],
+    replayMonitors: [],
     chardevs: {},
     blockdevs: [],
     drives: [],

@@ -11,6 +11,7 @@ import { blockCommands, checkFilenames } from '../monitor/commands/block.js';
 import { coreCommands } from '../monitor/commands/core.js';
 import { hmpCommands } from '../monitor/commands/hmp.js';
 import { objectCommands } from '../monitor/commands/objects.js';
+import { replayCommands } from '../monitor/commands/replay.js';
 import { driveMirrorCommands, jobCommands, mirrorCommands, streamCommitCommands } from '../monitor/commands/jobs.js';
 import { transactionCommands } from '../monitor/commands/transaction.js';
 import { QmpError } from '../monitor/errors.js';
@@ -88,7 +89,7 @@ export class Vm implements MonitorVm {
     this.jobs = new JobManager(this.loop, this.events);
     const env: TransactionEnv = { graph: this.graph, jobs: this.jobs, legacyStartInPrepare: options.legacyStartInPrepare === true };
     this.services.set('block', this.graph).set('jobs', this.jobs).set('txn-env', env);
-    this.table.register(...coreCommands(this.table), ...blockCommands(), ...jobCommands(), ...mirrorCommands(), ...driveMirrorCommands(), ...streamCommitCommands(), ...transactionCommands(), ...hmpCommands(), ...objectCommands());
+    this.table.register(...coreCommands(this.table), ...blockCommands(), ...jobCommands(), ...mirrorCommands(), ...driveMirrorCommands(), ...streamCommitCommands(), ...transactionCommands(), ...hmpCommands(), ...objectCommands(), ...replayCommands());
     this.direct = new QmpServer(this, this.table, { name: 'direct' });
     for (const spec of config.monitors) {
       const server = new QmpServer(this, this.table, { name: spec.name, limits: options.qmpLimits });
