@@ -21,6 +21,8 @@ import { formatDivergence } from '../src/replay/player.js';
 import { ReplayOptionError, type RrSession, parseRrOption, startRecordReplay } from '../src/replay/rr-option.js';
 import { REPLAY_SERVICE, RECORDING_REPLAY_CONTROL } from '../src/monitor/commands/replay.js';
 import { ReplayDriver } from '../src/system/replay-control.js';
+import { vmSnapshotParts } from '../src/system/vm-snapshot.js';
+import { createVirtSnapshotter } from '../src/replay/virt-snapshot.js';
 import type { QmpServer } from '../src/monitor/qmp-server.js';
 import type { InputGate } from '../src/engine/host/input-gate.js';
 
@@ -161,6 +163,7 @@ async function main(argv: readonly string[]): Promise<number> {
         host.kick();
       },
       warn: (message) => process.stderr.write(`${PROG}: warning: ${message}\n`),
+      stdout: (bytes) => process.stdout.write(bytes),
     });
   } catch (error) {
     if (error instanceof UsageError) fail(error.message);
@@ -173,7 +176,9 @@ async function main(argv: readonly string[]): Promise<number> {
     const rrOption = parseRrOption(config.icount);
     const driveFiles = config.drives.filter((d) => typeof d['file'] === 'string').map((d, i) => ({ name: String(d['id'] ?? `drive${i}`), path: String(d['file']) }));
     if (rrOption !== null) {
-      rr = startRecordReplay(rrOption, vm.loop, machine.virt?.machine ?? null, argv, config.seed, driveFiles);
+      const board = machine.virt?.machine ?? null;
+      const snapshotter = rrOption.mode === 'replay' && board !== null ? createVirtSnapshotter(vm.loop, board, vmSnapshotParts(vm)) : undefined;
+      rr = startRecordReplay(rrOption, vm.loop, board, argv, config.seed, driveFiles, snapshotter);
       // The VM's own monitors answer query-replay as they did while recording (their traffic replays).
       const loop = vm.loop;
       vm.services.set(REPLAY_SERVICE, { ...RECORDING_REPLAY_CONTROL, filename: rrOption.file, get icount() { return loop.cpu?.icount ?? 0; } });

@@ -49,6 +49,15 @@ export class RunState {
     return this.statusValue === 'running';
   }
 
+  /**
+   * Puts the status back to a saved value (a replay snapshot restore): no event, and the clocks are
+   * left alone (the kernel's own restore sets whether virtual time runs).
+   */
+  restoreStatus(status: RunStatus): void {
+    assert(Object.prototype.hasOwnProperty.call(TRANSITIONS, status), () => `unknown run state '${status}'`);
+    this.statusValue = status;
+  }
+
   private transition(to: RunStatus): void {
     assert(TRANSITIONS[this.statusValue].includes(to), () => `run state ${this.statusValue} -> ${to}`);
     this.statusValue = to;

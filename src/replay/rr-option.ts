@@ -11,7 +11,8 @@ import type { MainLoop } from '../engine/main-loop.js';
 import type { VirtMachine } from '../engine/hw/virt/machine.js';
 import { digestOf } from '../engine/digest.js';
 import { type DiskDigest, checkCompatible, parseLog } from './log-format.js';
-import { Player, type PlayResult } from './player.js';
+import type { MachineSnapshotter } from './machine.js';
+import { Player } from './player.js';
 import { Recorder } from './recorder.js';
 import { fileDigest } from './virt-run.js';
 import { virtProbes } from './virt-probes.js';
@@ -65,7 +66,7 @@ export interface RrSession {
   finish(reason: string): void;
 }
 
-export function startRecordReplay(option: RrOption, loop: MainLoop, virt: VirtMachine | null, argv: readonly string[], seed: number, driveFiles: readonly { name: string; path: string }[]): RrSession {
+export function startRecordReplay(option: RrOption, loop: MainLoop, virt: VirtMachine | null, argv: readonly string[], seed: number, driveFiles: readonly { name: string; path: string }[], snapshotter?: MachineSnapshotter): RrSession {
   const commandLine = commandLineForDigest(argv);
   const machineDigest = digestOf(commandLine);
   const disks: DiskDigest[] = driveFiles.map((d) => ({ name: d.name, path: d.path, sizeBytes: statSync(d.path).size, digest: fileDigest(d.path) }));
@@ -77,7 +78,7 @@ export function startRecordReplay(option: RrOption, loop: MainLoop, virt: VirtMa
   const log = parseLog(readReplayFile(option.file));
   const warnings = checkCompatible(log.header, { machineDigest, disks }).map((e) => e.message);
   if (log.tail !== null) warnings.push(`${option.file} is cut short at offset ${log.tail.offset} (${log.tail.reason}); replaying up to its last complete record`);
-  const player = new Player({ ...machine, icountShift: log.header.icountShift }, log);
+  const player = new Player({ ...machine, icountShift: log.header.icountShift, ...(snapshotter !== undefined ? { snapshotter } : {}) }, log);
   player.start();
   return { option, warnings, player, finish: () => undefined };
 }
@@ -85,13 +86,4 @@ export function startRecordReplay(option: RrOption, loop: MainLoop, virt: VirtMa
 function cpuShift(loop: MainLoop): number {
   const cpu = loop.cpu as { shift?: unknown } | null;
   return cpu !== null && typeof cpu.shift === 'number' ? cpu.shift : 0;
-}
-
-/** Plays in slices, yielding to the host between them; resolves with the result. */
-export async function playToEnd(player: Player, yieldToHost: () => Promise<void>): Promise<PlayResult> {
-  for (;;) {
-    const result = player.advance(5000);
-    if (result !== null) return result;
-    await yieldToHost();
-  }
 }

@@ -35,14 +35,14 @@ class ControlVm implements MonitorVm {
   readonly services = new Map<string, unknown>();
   private quit = false;
 
-  constructor(playClocks: Clocks) {
+  constructor(playClocks: Clocks, startStopped: boolean) {
     // Event timestamps follow the replayed machine's (deterministic) wall clock; read without side
     // effects (a `-rtc clock=host` source would take inputs from the log).
     const clocks = new Clocks(playClocks.hostBaseSeconds);
     clocks.setHostSource({ readHostTime: () => ({ seconds: playClocks.hostBaseSeconds + Math.floor(playClocks.realtimeNs / 1e9), nanos: playClocks.realtimeNs % 1e9 }) });
     this.loop = new MainLoop({ clocks });
     this.events = new EventBus(this.loop.clocks);
-    this.runState = new RunState(this.loop.clocks, this.events, false);
+    this.runState = new RunState(this.loop.clocks, this.events, startStopped);
   }
 
   get quitRequested(): boolean {
@@ -74,10 +74,13 @@ export class ReplayDriver implements HostDrivenLoop, ReplayControl {
     readonly player: Player,
     readonly filename: string,
     monitorNames: readonly string[],
-    /** Keep serving the monitor after play ends (until `quit`), as QEMU keeps running. */
+    /**
+     * A debugger drives play: it starts paused (prelaunch, like `-S`) until `cont` or
+     * `replay-seek`, and the monitor keeps serving after play ends, until `quit`.
+     */
     private readonly lingerAfterEnd: boolean,
   ) {
-    this.vm = new ControlVm(player.machineLoop.clocks);
+    this.vm = new ControlVm(player.machineLoop.clocks, lingerAfterEnd);
     const table = new CommandTable();
     table.register(...coreCommands(table).filter((c) => c.name !== 'system_reset'), ...replayCommands());
     this.vm.services.set(REPLAY_SERVICE, this);
