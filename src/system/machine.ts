@@ -9,12 +9,16 @@ import { type VirtSession, VIRT_HOST_SLICE_TASKS, startVirtFromCli } from '../en
 import { resolveBios } from '../engine/hw/virt/virt-options.js';
 import { QmpError } from '../monitor/errors.js';
 import { findIothread } from '../monitor/objects.js';
+import type { SpikeMachine } from '../engine/hw/spike/machine.js';
 import { UsageError } from './keyval.js';
+import { spikeConsoleOnStdio, startSpikeFromCli } from './spike-cli.js';
 import type { Vm } from './vm.js';
 
 /** The board and its side channels, as the command line started them. */
 export interface MachineSession {
   readonly virt: VirtSession | null;
+  /** `-M spike`: the board running a bare-metal ELF (exit code through HTIF). */
+  readonly spike: SpikeMachine | null;
   /** Tasks per host-loop slice: small when a hart runs, so input is looked at often. */
   readonly hostSliceTasks: number;
   /** Set once the guest powered off (sifive_test): the process exits with it. */
@@ -27,6 +31,8 @@ export interface MachineHooks {
   readonly onQuit: () => void;
   /** A warning for stderr (QEMU prints them as "prog: warning: ..."). */
   readonly warn: (message: string) => void;
+  /** Guest console bytes bound for the host's stdout (the spike's HTIF console). */
+  readonly stdout?: (bytes: Uint8Array) => void;
 }
 
 function str(value: unknown): string | undefined {
@@ -113,7 +119,7 @@ function openDrives(vm: Vm): VirtDriveConfig[] {
 
 /**
  * Builds the board the command line asks for (`-M virt`: devices, firmware, kernel, drives, the
- * hart unless `-accel qtest`). `-M none` builds nothing: a QMP-only VM. qtest attaches to the
+ * hart unless `-accel qtest`; `-M spike`: a bare-metal ELF with HTIF). `-M none` builds nothing: a QMP-only VM. qtest attaches to the
  * board afterwards (tools/tsqemu.ts).
  */
 export function startMachine(vm: Vm, hooks: MachineHooks): MachineSession {
@@ -121,6 +127,7 @@ export function startMachine(vm: Vm, hooks: MachineHooks): MachineSession {
   const drives = openDrives(vm);
   const accelQtest = config.accel[0] === 'qtest';
   let virt: VirtSession | null = null;
+  let spike: SpikeMachine | null = null;
   if (config.machine.type === 'virt') {
     let bios = config.bios;
     if (bios === null) {
@@ -157,17 +164,21 @@ export function startMachine(vm: Vm, hooks: MachineHooks): MachineSession {
     }
     const machine = virt.machine;
     vm.onReset(() => machine.reset('system'));
+  } else if (config.machine.type === 'spike') {
+    spike = startSpikeFromCli(vm, { console: spikeConsoleOnStdio(config) ? (hooks.stdout ?? null) : null });
   } else if (config.machine.type !== 'none') {
-    throw new UsageError(`machine '${config.machine.type}' cannot be started from the command line yet (use -M virt or -M none)`);
+    throw new UsageError(`machine '${config.machine.type}' cannot be started from the command line yet (use -M virt, spike or none)`);
   } else if (drives.length > 0) {
     throw new UsageError(`-device virtio-blk-device: machine 'none' has no virtio-mmio bus`);
   }
   const session = virt;
+  const board = spike;
   return {
     virt,
-    hostSliceTasks: virt !== null && !accelQtest ? VIRT_HOST_SLICE_TASKS : 50_000,
+    spike,
+    hostSliceTasks: (virt !== null && !accelQtest) || spike !== null ? VIRT_HOST_SLICE_TASKS : 50_000,
     get exitCode(): number | null {
-      return session?.exitCode ?? null;
+      return session?.exitCode ?? board?.exitCode ?? null;
     },
     close(): void {
       session?.close();
