@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // tsqemu-replay: record a virt session's external inputs, play it back, verify it, inspect logs.
 //   record [-o F] [--events] [--checkpoint N] -- TSQEMU-ARGS
-//   play F [--until ICOUNT] [--serial stdio|null]
+//   play F [--until ICOUNT] [--serial stdio|null] [--snapshots FILE] [--qmp SPEC]
 //   verify F            (headless; exit 0 only if no divergence)
+//   seek F ICOUNT [--snapshots FILE]
 //   info F | dump F [--events] [--html F.html]
 //   demo                (records the bundled guest, plays it back, verifies it, prints a summary)
+import { createHash } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
@@ -19,7 +22,11 @@ import { VIRT_HOST_SLICE_TASKS } from '../src/engine/hw/virt/virt-cli.js';
 import { parseIcountShift, resolveBios } from '../src/engine/hw/virt/virt-options.js';
 import { formatDump, formatHtmlTimeline, formatInfo } from '../src/replay/dump.js';
 import { type ParsedLog, ReplayLogError, checkCompatible, parseLog } from '../src/replay/log-format.js';
-import { Player, type PlayResult, formatDivergence } from '../src/replay/player.js';
+import { Player, type PlayResult, SeekError, formatDivergence } from '../src/replay/player.js';
+import { SnapshotFileError, SnapshotFileWriter, type StoredSnapshot, readNearestSnapshot } from '../src/replay/snapshot-store.js';
+import { ReplayDriver } from '../src/system/replay-control.js';
+import { parseCharDevice } from '../src/system/options.js';
+import { connectQmpStdio, listenQmp } from '../src/engine/host/qmp-transport.js';
 import { MemorySink, Recorder } from '../src/replay/recorder.js';
 import { type VirtDriveSpec, type VirtRun, type VirtRunSpec, buildVirtRun, virtSpecDigest } from '../src/replay/virt-run.js';
 import { captureState } from '../src/replay/state.js';
@@ -105,14 +112,15 @@ async function record(out: string, args: readonly string[], events: boolean, che
   return shutdown?.kind === 'poweroff' ? shutdown.exitCode : 0;
 }
 
-function loadLog(path: string): ParsedLog {
+/** A log and the digest of its bytes (snapshot files name the log they were taken from). */
+function loadLog(path: string): ParsedLog & { readonly digest: string } {
   let bytes: Uint8Array;
   try {
     bytes = readReplayFile(path);
   } catch (error) {
     throw new CliError(`cannot read ${path}: ${(error as Error).message}`);
   }
-  return parseLog(bytes);
+  return Object.assign(parseLog(bytes), { digest: createHash('sha256').update(bytes).digest('hex').slice(0, 32) });
 }
 
 export interface PlayOutcome {
@@ -123,7 +131,21 @@ export interface PlayOutcome {
 }
 
 /** Plays a log on a freshly built board; `echo` receives the guest's UART output as it happens. */
-export async function playLog(log: ParsedLog, options: { until?: number; echo?: (bytes: Uint8Array) => void; inspect?: (run: VirtRun) => void; checkEvents?: boolean }): Promise<PlayOutcome> {
+export interface PlayLogOptions {
+  until?: number;
+  echo?: (bytes: Uint8Array) => void;
+  inspect?: (run: VirtRun, player: Player) => void;
+  checkEvents?: boolean;
+  /** Append play's snapshots to this file. */
+  snapshotFile?: SnapshotFileWriter;
+  /** Restore this snapshot before playing (seek with a snapshot file). */
+  startFrom?: StoredSnapshot;
+  /** QMP control monitors (`--qmp SPEC`): play starts paused and is steered from them. */
+  qmp?: readonly string[];
+  logPath?: string;
+}
+
+export async function playLog(log: ParsedLog, options: PlayLogOptions): Promise<PlayOutcome> {
   if (log.header.machine !== 'virt') {
     throw new CliError(`this log was recorded by 'tsqemu ... -icount rr=record' (machine ${log.header.machine}); play it with the same command line and rr=replay,rrfile=FILE`);
   }
@@ -133,11 +155,17 @@ export async function playLog(log: ParsedLog, options: { until?: number; echo?: 
   const run = buildVirtRun(spec, capture);
   const warnings = checkCompatible(log.header, { machineDigest: virtSpecDigest(spec), disks: run.disks }).map((e) => e.message);
   try {
-    const player = new Player(run, log, { until: options.until, checkEvents: options.checkEvents });
+    const player = new Player(run, log, { until: options.until, checkEvents: options.checkEvents, ...(options.snapshotFile !== undefined ? { snapshotFile: options.snapshotFile } : {}) });
+    if (options.startFrom !== undefined) player.restore(options.startFrom);
+    if (options.qmp !== undefined && options.qmp.length > 0) {
+      const result = await playUnderQmp(player, options.qmp, options.logPath ?? '');
+      options.inspect?.(run, player);
+      return { result, output: capture.text, warnings, until: options.until };
+    }
     for (;;) {
       const result = player.advance(5000);
       if (result !== null) {
-        options.inspect?.(run);
+        options.inspect?.(run, player);
         return { result, output: capture.text, warnings, until: options.until };
       }
       // Let signals and output through between slices.
@@ -148,27 +176,74 @@ export async function playLog(log: ParsedLog, options: { until?: number; echo?: 
   }
 }
 
+/** `play --qmp SPEC`: the replay control monitor steers play (tsqemu's -replay-qmp). */
+async function playUnderQmp(player: Player, specs: readonly string[], logPath: string): Promise<PlayResult> {
+  const driver = new ReplayDriver(player, logPath, specs.map((_, i) => `replay${i}`), true);
+  const host = new HostLoop(driver, 64);
+  const servers: Server[] = [];
+  for (let i = 0; i < specs.length; i++) {
+    let chardev;
+    try {
+      chardev = parseCharDevice(specs[i]!);
+    } catch (error) {
+      throw new CliError(`--qmp ${specs[i]!}: ${(error as Error).message}`);
+    }
+    const server = driver.servers[i]!;
+    if (chardev.backend === 'socket-unix') servers.push(await listenQmp(driver.gate, server, { kind: 'unix', path: chardev.path }));
+    else if (chardev.backend === 'socket-tcp') servers.push(await listenQmp(driver.gate, server, { kind: 'tcp', host: chardev.host, port: chardev.port }));
+    else if (chardev.backend === 'stdio') connectQmpStdio(driver.gate, server, () => host.kick());
+    else throw new CliError(`--qmp ${specs[i]!}: chardev backend '${chardev.backend}' cannot carry QMP`);
+  }
+  const stop = (): void => host.stop();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    await host.run(() => driver.done);
+  } finally {
+    for (const server of servers) server.close();
+    process.removeListener('SIGINT', stop);
+    process.removeListener('SIGTERM', stop);
+  }
+  return driver.result ?? player.result(false);
+}
+
 function summary(outcome: PlayOutcome, log: ParsedLog): string {
   const r = outcome.result;
   const match = outcome.until !== undefined ? `stopped at --until ${outcome.until}, digest ${r.finalTrace}` : r.recordedTrace === null ? 'no end record (log cut short)' : r.finalTrace === r.recordedTrace ? `final digest ${r.finalTrace} matches` : `final digest ${r.finalTrace} differs from ${r.recordedTrace}`;
   return `${r.point.icount} instructions, ${r.inputs} inputs, ${r.checkpoints} checkpoints, ${r.events} events checked, ${log.sizeBytes} log bytes; ${match}`;
 }
 
-async function play(path: string, until: number | undefined, serial: 'stdio' | 'null', verify: boolean, checkEvents = true): Promise<number> {
+interface PlayCliOptions {
+  readonly until?: number;
+  readonly serial: 'stdio' | 'null';
+  readonly verify: boolean;
+  readonly checkEvents?: boolean;
+  readonly snapshots?: string;
+  readonly qmp?: readonly string[];
+}
+
+async function play(path: string, o: PlayCliOptions): Promise<number> {
   const log = loadLog(path);
   if (log.tail !== null) process.stderr.write(`${PROG}: warning: ${path} is cut short at offset ${log.tail.offset} (${log.tail.reason}); playing up to its last complete record\n`);
-  const echo = serial === 'stdio' ? fdOutput(1).write : undefined;
-  const outcome = await playLog(log, { until, echo, checkEvents });
+  const echo = o.serial === 'stdio' ? fdOutput(1).write : undefined;
+  const writer = o.snapshots !== undefined ? new SnapshotFileWriter(o.snapshots, log.digest) : undefined;
+  let snapshotCount = 0;
+  let outcome: PlayOutcome;
+  try {
+    outcome = await playLog(log, { until: o.until, echo, checkEvents: o.checkEvents ?? true, snapshotFile: writer, qmp: o.qmp, logPath: path, inspect: (_run, player) => (snapshotCount = player.snapshots.snapshots.length) });
+  } finally {
+    writer?.close();
+  }
   for (const warning of outcome.warnings) process.stderr.write(`${PROG}: warning: ${warning}\n`);
   const d = outcome.result.divergence;
   if (d !== null) {
     process.stderr.write(formatDivergence(d) + '\n');
     return 1;
   }
-  process.stderr.write(`${PROG}: ${verify ? 'verified' : 'played'} ${path}: ${summary(outcome, log)}\n`);
-  return outcome.result.reachedEnd ? 0 : 1;
+  const snaps = writer !== undefined ? `; snapshots in ${o.snapshots!} (${snapshotCount} kept in memory)` : '';
+  process.stderr.write(`${PROG}: ${o.verify ? 'verified' : 'played'} ${path}: ${summary(outcome, log)}${snaps}\n`);
+  return outcome.result.reachedEnd || o.qmp !== undefined ? 0 : 1;
 }
-
 
 /** fixtures/demo, found from this file in tools/ or dist/tools/. */
 function demoDir(): string {
@@ -262,9 +337,16 @@ async function main(): Promise<number> {
     .command(
       'play <log>',
       'play a recording back (stdin is not read)',
-      (y) => y.positional('log', { type: 'string', demandOption: true }).option('until', { type: 'number', describe: 'stop at this instruction count' }).option('serial', { choices: ['stdio', 'null'] as const, default: 'stdio' as const }).option('events', { type: 'boolean', default: true, describe: 'check logged events as extra checkpoints (--no-events skips them)' }),
+      (y) =>
+        y
+          .positional('log', { type: 'string', demandOption: true })
+          .option('until', { type: 'number', describe: 'stop at this instruction count' })
+          .option('serial', { choices: ['stdio', 'null'] as const, default: 'stdio' as const })
+          .option('events', { type: 'boolean', default: true, describe: 'check logged events as extra checkpoints (--no-events skips them)' })
+          .option('snapshots', { type: 'string', describe: 'write the snapshots play takes to this file (for seek --snapshots)' })
+          .option('qmp', { type: 'string', array: true, describe: 'QMP control monitor (unix:PATH,server=on,wait=off | tcp:... | stdio): play starts paused; replay-break, replay-seek, cont, quit' }),
       async (a) => {
-        code = await play(a.log, a.until, a.serial, false, a.events);
+        code = await play(a.log, { until: a.until, serial: a.serial, verify: false, checkEvents: a.events, snapshots: a.snapshots, qmp: a.qmp });
       },
     )
     .command(
@@ -272,20 +354,26 @@ async function main(): Promise<number> {
       'replay headless; exit 0 only if every checkpoint and the final digest match',
       (y) => y.positional('log', { type: 'string', demandOption: true }),
       async (a) => {
-        code = await play(a.log, undefined, 'null', true);
+        code = await play(a.log, { serial: 'null', verify: true });
       },
     )
     .command(
       'seek <log> <icount>',
-      'replay to an exact instruction count and print the harts and devices there (re-executes from the start)',
-      (y) => y.positional('log', { type: 'string', demandOption: true }).positional('icount', { type: 'number', demandOption: true }),
+      'replay to an exact instruction count and print the harts and devices there; with --snapshots, start from the nearest snapshot in that file',
+      (y) => y.positional('log', { type: 'string', demandOption: true }).positional('icount', { type: 'number', demandOption: true }).option('snapshots', { type: 'string', describe: 'a snapshot file written by play --snapshots for this log' }),
       async (a) => {
         const log = loadLog(a.log);
+        let start: StoredSnapshot | undefined;
+        if (a.snapshots !== undefined) {
+          start = readNearestSnapshot(a.snapshots, log.digest, a.icount);
+          process.stderr.write(`${PROG}: ${start === undefined ? `no snapshot at or before ${a.icount} in ${a.snapshots}; playing from the start` : `restoring the snapshot at icount ${start.point.icount}`}\n`);
+        }
         let state = '';
         const outcome = await playLog(log, {
           until: a.icount,
+          ...(start !== undefined ? { startFrom: start } : {}),
           inspect: (run) => {
-            const map = captureState(run.probes.filter((p) => p.name !== 'ram'));
+            const map = captureState(run.probes.filter((p) => p.name !== 'ram' && p.name !== 'disk'));
             state = Object.entries(map)
               .map(([probe, entries]) => `${probe}:\n` + Object.entries(entries).map(([k, v]) => `  ${k.padEnd(12)} ${String(v)}`).join('\n'))
               .join('\n');
@@ -341,7 +429,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof CliError || error instanceof ReplayLogError) {
+    if (error instanceof CliError || error instanceof ReplayLogError || error instanceof SnapshotFileError || error instanceof SeekError) {
       process.stderr.write(`${PROG}: ${error.message}\n`);
       process.exit(2);
     }

@@ -45,6 +45,23 @@ describe.skipIf(!built)('tsqemu-replay command line (needs npm run build)', () =
     expect(seek.code, seek.stderr).toBe(0);
     expect(seek.stdout).toMatch(/^at icount 3000, /);
     expect(seek.stdout).toMatch(/pc +0x8000[0-9a-f]{4}/);
+    // play --snapshots keeps the snapshots; seek --snapshots starts from the nearest one and lands
+    // on the same state as seek from the start.
+    const snaps = join(dir, 'demo.snap');
+    const played = cli(['play', log, '--serial', 'null', '--snapshots', snaps]);
+    expect(played.code, played.stderr).toBe(0);
+    expect(played.stderr).toMatch(/snapshots in .*demo\.snap \((\d+) kept in memory\)/);
+    const late = Number(/ (\d+) instructions/.exec(played.stderr)![1]) - 10;
+    const fromStart = cli(['seek', log, String(late)]);
+    const fromSnap = cli(['seek', log, String(late), '--snapshots', snaps]);
+    expect(fromSnap.code, fromSnap.stderr).toBe(0);
+    expect(fromSnap.stderr).toMatch(/restoring the snapshot at icount \d+/);
+    expect(fromSnap.stdout).toBe(fromStart.stdout);
+    const bad = join(dir, 'bad.snap');
+    writeFileSync(bad, 'not snapshots');
+    const refused = cli(['seek', log, '100', '--snapshots', bad]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/bad\.snap: offset 0: /);
     const info = cli(['info', log]);
     expect(info.stdout).toContain('status:       complete');
     expect(info.stdout).toMatch(/inputs: +\d+ \(chardev \d+\)/);
