@@ -19,7 +19,7 @@ import { HostLoop } from '../src/engine/host/host-loop.js';
 import { ReplayFileSink, readReplayFile } from '../src/engine/host/replay-file.js';
 import { ConsoleCapture } from '../src/engine/hw/virt/console-script.js';
 import { VIRT_HOST_SLICE_TASKS } from '../src/engine/hw/virt/virt-cli.js';
-import { parseIcountShift, resolveBios } from '../src/engine/hw/virt/virt-options.js';
+import { parseIcountShift, parseSmp, resolveBios } from '../src/engine/hw/virt/virt-options.js';
 import { formatDump, formatHtmlTimeline, formatInfo } from '../src/replay/dump.js';
 import { type ParsedLog, ReplayLogError, checkCompatible, parseLog } from '../src/replay/log-format.js';
 import { Player, type PlayResult, SeekError, formatDivergence } from '../src/replay/player.js';
@@ -65,8 +65,15 @@ export function specFromArgs(args: readonly string[]): VirtRunSpec {
     if (drive === undefined) throw new CliError(`-device virtio-blk-device: no drive '${String(device['drive'])}'`);
     drives.push(drive);
   }
+  let smp: number;
+  try {
+    smp = parseSmp(config.smp);
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
   return {
     memoryBytes: config.memoryBytes,
+    ...(smp > 1 ? { smp } : {}),
     bios: resolveBios(config.bios),
     kernel: config.kernel,
     append: config.append,

@@ -6,6 +6,7 @@
 import { Digest } from '../engine/digest.js';
 import type { MainLoop } from '../engine/main-loop.js';
 import { RiscvCpu } from '../engine/targets/riscv/cpu.js';
+import { RoundRobin } from '../engine/hw/virt/riscv-harts.js';
 import type { RiscvHart } from '../engine/targets/riscv/hart.js';
 import type { VirtMachine } from '../engine/hw/virt/machine.js';
 import { VIRT_MEMMAP } from '../engine/hw/virt/memmap.js';
@@ -67,10 +68,12 @@ export function virtDeviceProbe(machine: VirtMachine): StateProbe {
   };
 }
 
-/** The harts the loop runs (single-hart boards; a multi-hart driver exposes none). */
+/** The harts the loop runs, in hart order (one, or the round-robin driver's of `-smp N`). */
 export function riscvHarts(loop: MainLoop): RiscvHart[] {
   const cpu = loop.cpu;
-  return cpu instanceof RiscvCpu ? [cpu.hart] : [];
+  if (cpu instanceof RiscvCpu) return [cpu.hart];
+  if (cpu instanceof RoundRobin) return cpu.harts.map((c) => c.hart);
+  return [];
 }
 
 /** Every probe of a virt board: harts, devices, RAM. */

@@ -35,6 +35,8 @@ export interface VirtDriveSpec {
 /** Everything that shapes a virt run; its digest is the log's machine digest. */
 export interface VirtRunSpec {
   readonly memoryBytes: number;
+  /** Harts (`-smp N`); absent in logs of older versions, which ran one. */
+  readonly smp?: number;
   /** Firmware path or 'none'. */
   readonly bios: string;
   readonly kernel: string | null;
@@ -85,6 +87,7 @@ export function buildVirtRun(spec: VirtRunSpec, serialOutput: CharOutput | null)
   });
   const machine = buildVirtMachine(loop, {
     ramSizeBytes: spec.memoryBytes,
+    smp: spec.smp ?? 1,
     bios: spec.bios,
     kernel: spec.kernel ?? undefined,
     append: spec.append ?? undefined,

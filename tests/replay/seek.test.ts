@@ -148,4 +148,32 @@ describe('seek: snapshots taken during play, restored to go back', () => {
     fresh.close();
     straight.run.close();
   });
+
+  it('-smp 2: both harts are in every checkpoint, and seek works the same', async () => {
+    const smpSpec: VirtRunSpec = { ...spec, smp: 2 };
+    const capture = new ConsoleCapture();
+    const run = buildVirtRun(smpSpec, capture);
+    expect(run.probes.map((p) => p.name)).toEqual(['hart0', 'hart1', 'device', 'ram', 'disk']);
+    const sink = new MemorySink();
+    const recorder = new Recorder(run, sink, { machine: 'virt', machineDigest: virtSpecDigest(smpSpec), commandLine: [], seed: 0, disks: run.disks, checkpointInterval: 1 << 10 });
+    await typeSession(run, capture, STEPS, 5, 5e9);
+    recorder.finish('poweroff');
+    run.close();
+    const smpLog = parseLog(sink.bytes());
+    const checkpoint = smpLog.records.find((r) => r.type === 'checkpoint');
+    expect(Object.keys(checkpoint?.type === 'checkpoint' ? checkpoint.state : {})).toContain('hart1');
+    const replay = buildVirtRun(smpSpec, new ConsoleCapture());
+    const player = new Player(replay, smpLog);
+    const result = player.run();
+    expect(result.divergence, result.divergence ? formatDivergence(result.divergence) : '').toBeNull();
+    const target = Math.floor(result.point.icount / 2);
+    player.seek(target);
+    for (let guard = 0; !player.paused && guard < 1e6; guard++) player.advance(1000);
+    expect(player.icount).toBe(target);
+    const straight = buildVirtRun(smpSpec, new ConsoleCapture());
+    expect(new Player(straight, smpLog, { until: target }).run().divergence).toBeNull();
+    expect(stateAt(replay)).toBe(stateAt(straight));
+    replay.close();
+    straight.close();
+  });
 });
