@@ -8,6 +8,7 @@ import { MachineConfigError } from '../engine/hw/virt/machine.js';
 import { type VirtSession, VIRT_HOST_SLICE_TASKS, startVirtFromCli } from '../engine/hw/virt/virt-cli.js';
 import { resolveBios } from '../engine/hw/virt/virt-options.js';
 import { QmpError } from '../monitor/errors.js';
+import { DEVICE_BACKENDS_SERVICE } from '../monitor/commands/block.js';
 import { findIothread } from '../monitor/objects.js';
 import type { SpikeMachine } from '../engine/hw/spike/machine.js';
 import { UsageError } from './keyval.js';
@@ -71,17 +72,21 @@ function checkIothread(vm: Vm, device: Readonly<Record<string, unknown>>): void 
  * Other device models are refused as QEMU refuses unknown ones.
  */
 function openDrives(vm: Vm): VirtDriveConfig[] {
-  const used = new Map<string, { id?: string; serial?: string }>();
-  // QEMU creates the devices of if=virtio drives while it opens the drives, before any -device.
+  const used = new Map<string, { id?: string; serial?: string; qdev: string }>();
+  // qdev paths of devices without an id, numbered in creation order (query-block's `qdev`).
+  let anonymous = 0;
+  // QEMU creates the devices of if=virtio drives while it opens the drives, before any -device
+  // (a virtio-blk proxy whose backend is the child 'virtio-backend').
   vm.config.drives.forEach((drive, index) => {
-    if (str(drive['if']) === 'virtio') used.set(str(drive['id']) ?? `drive${index}`, {});
+    if (str(drive['if']) === 'virtio') used.set(str(drive['id']) ?? `drive${index}`, { qdev: `/machine/peripheral-anon/device[${anonymous++}]/virtio-backend` });
   });
   for (const device of vm.config.devices) {
     const driver = str(device['driver']) ?? '';
     if (driver !== 'virtio-blk-device') throw new UsageError(`-device ${driver}: '${driver}' is not a valid device model name`);
     const drive = str(device['drive']);
     if (drive === undefined) throw new UsageError(`-device ${driver}: Parameter 'drive' is missing`);
-    used.set(drive, { id: str(device['id']), serial: str(device['serial']) });
+    const id = str(device['id']);
+    used.set(drive, { id, serial: str(device['serial']), qdev: id ?? `/machine/peripheral-anon/device[${anonymous++}]` });
   }
   const backends = new Map<string, BlockBackend>();
   const forceSnapshot = vm.config.snapshot || underRecordReplay(vm.config.icount);
@@ -109,12 +114,33 @@ function openDrives(vm: Vm): VirtDriveConfig[] {
   });
   for (const device of vm.config.devices) checkIothread(vm, device);
   const drives: VirtDriveConfig[] = [];
+  const deviceBackends: BlockBackend[] = [];
   for (const [drive, device] of used) {
-    const backend = backends.get(drive);
+    const backend = backends.get(drive) ?? nodeBackend(vm, drive);
     if (backend === undefined) throw new UsageError(`-device virtio-blk-device,drive=${drive}: Property 'virtio-blk-device.drive' can't find value '${drive}'`);
+    // virtio_blk_device_realize: the backend knows its device and keeps an io-status.
+    backend.devId = device.qdev;
+    backend.iostatusEnabled = true;
+    deviceBackends.push(backend);
     drives.push({ backend, ...(device.id !== undefined ? { id: device.id } : {}), ...(device.serial !== undefined ? { serial: device.serial } : {}) });
   }
+  vm.services.set(DEVICE_BACKENDS_SERVICE, deviceBackends);
   return drives;
+}
+
+/**
+ * `-device ...,drive=NODE` naming a -blockdev node: the device gets an anonymous BlockBackend on
+ * it (blk_new + blk_insert_bs in the drive property's setter), or undefined if no node has the name.
+ */
+function nodeBackend(vm: Vm, name: string): BlockBackend | undefined {
+  const node = vm.graph.nodes.get(name);
+  if (node === undefined) return undefined;
+  try {
+    return BlockBackend.withNode(vm.graph, node, devicePerms(node.readOnly));
+  } catch (error) {
+    if (error instanceof BlockError) throw new UsageError(`-device virtio-blk-device,drive=${name}: ${error.message}`);
+    throw error;
+  }
 }
 
 /**

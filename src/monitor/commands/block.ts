@@ -1,8 +1,11 @@
-import type { BlockGraph } from '../../block/graph.js';
+import { BlockBackend } from '../../block/block-backend.js';
+import type { BlockGraph, NamedBackend } from '../../block/graph.js';
+import { bdrvBlockDeviceInfo, bdrvImageInfo } from '../../block/query.js';
 import type { BlockDriverState } from '../../block/node.js';
 import type { JobManager } from '../../blockjob/job.js';
 import type { TransactionEnv } from '../../blockjob/transaction.js';
 import { type CommandDef, type MonitorVm, defineCommand, service } from '../command.js';
+import { BLOCK_INFO_ORDER, orderBlockDeviceInfo, qdictOrder } from '../qdict-order.js';
 import { bool, str, struct } from '../schema.js';
 
 /** The block services a VM registers: its graph and job list. */
@@ -21,29 +24,63 @@ export function checkFilenames(vm: MonitorVm, options: unknown, depth = 0): void
   }
 }
 
-/** QEMU's BlockDeviceInfo for one node (query-named-block-nodes, query-block's `inserted`). */
-export function nodeInfo(bs: BlockDriverState, summary: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  const size = bs.totalBytes;
-  const bitmaps = summary['dirty-bitmaps'] as unknown[] | undefined;
-  return {
-    'iops_rd': 0,
-    'detect_zeroes': summary['detect_zeroes'] ?? 'off',
-    'image': { 'virtual-size': size, filename: bs.filename, format: bs.drv.formatName, 'actual-size': 0 },
-    'iops_wr': 0,
-    'ro': bs.readOnly,
-    'node-name': bs.nodeName,
-    'backing_file_depth': 0,
-    'drv': bs.drv.formatName,
-    'iops': 0,
-    'bps_wr': 0,
-    'write_threshold': 0,
-    ...(bitmaps !== undefined && bitmaps.length > 0 ? { 'dirty-bitmaps': bitmaps } : {}),
-    'encrypted': false,
-    'bps': 0,
-    'bps_rd': 0,
-    'cache': { 'no-flush': false, direct: false, writeback: true },
-    'file': bs.filename,
-  };
+/** Most backing-image levels described (the block layer bounds chains as well). */
+const MAX_IMAGE_CHAIN = 1024;
+
+/**
+ * bdrv_block_device_info with flat=false: the node's BlockDeviceInfo whose `image` carries the
+ * chain below it as nested `backing-image`s, following the backing file of a COW node or the
+ * filtered child of a filter (bdrv_filter_or_cow_bs), and backing_file_depth counts those levels.
+ */
+export function blockDeviceInfo(bs: BlockDriverState): Record<string, unknown> {
+  const info = bdrvBlockDeviceInfo(bs);
+  const chain: BlockDriverState[] = [];
+  for (let node = filterOrCow(bs); node !== null && chain.length < MAX_IMAGE_CHAIN; node = filterOrCow(node)) chain.push(node);
+  let below: Record<string, unknown> | undefined;
+  for (let i = chain.length - 1; i >= 0; i--) {
+    const image = bdrvImageInfo(chain[i]!);
+    if (below !== undefined) image['backing-image'] = below;
+    below = image;
+  }
+  if (below !== undefined) info['image'] = { ...(info['image'] as Record<string, unknown>), 'backing-image': below };
+  info['backing_file_depth'] = chain.length;
+  return info;
+}
+
+function filterOrCow(bs: BlockDriverState): BlockDriverState | null {
+  if (bs.backing !== null) return bs.backing.bs;
+  return bs.drv.isFilter === true ? (bs.filteredChild?.bs ?? null) : null;
+}
+
+/** The service under which the machine lists the BlockBackends its devices hold, in creation order. */
+export const DEVICE_BACKENDS_SERVICE = 'device-backends';
+
+function deviceBackends(vm: MonitorVm): readonly BlockBackend[] {
+  const list = vm.services.get(DEVICE_BACKENDS_SERVICE);
+  return Array.isArray(list) ? (list as BlockBackend[]) : [];
+}
+
+/**
+ * qmp_query_block: a BlockInfo for every BlockBackend with a name or a device (named ones in
+ * creation order, then the anonymous ones devices made from node names), as QEMU 7.2 prints it.
+ * `removable` is blk_dev_has_removable_media (true without a device: virtio-blk has no media
+ * change), `io-status` appears once a device enabled it, `inserted` describes the root node.
+ */
+export function queryBlock(graph: BlockGraph, devices: readonly BlockBackend[]): Record<string, unknown>[] {
+  const backends: NamedBackend[] = [...graph.backends.values()];
+  for (const blk of devices) if (!backends.includes(blk)) backends.push(blk);
+  return backends.map((backend) => {
+    const blk = backend instanceof BlockBackend ? backend : null;
+    const info: Record<string, unknown> = { device: backend.name };
+    if (blk?.devId !== null && blk?.devId !== undefined && blk.devId !== '') info['qdev'] = blk.devId;
+    info['type'] = 'unknown';
+    info['removable'] = blk?.devId === null || blk === null;
+    info['locked'] = false;
+    const root = backend.rootNode;
+    if (root !== null) info['inserted'] = orderBlockDeviceInfo(blockDeviceInfo(root));
+    if (blk?.iostatusEnabled === true) info['io-status'] = blk.iostatus;
+    return qdictOrder(info, BLOCK_INFO_ORDER);
+  });
 }
 
 export function blockCommands(): CommandDef[] {
@@ -67,24 +104,13 @@ export function blockCommands(): CommandDef[] {
       args: struct({ 'flat?': bool }),
       run: ({ vm }) => {
         const graph = blockEnv(vm).graph;
-        const summaries = new Map(graph.queryNodes().map((s) => [s['node-name'] as string, s]));
-        return [...graph.nodes.values()].reverse().map((bs) => nodeInfo(bs, summaries.get(bs.nodeName) ?? {}));
+        return [...graph.nodes.values()].reverse().map((bs) => orderBlockDeviceInfo(blockDeviceInfo(bs)));
       },
     }),
-    defineCommand<{ flat?: boolean }>({
+    defineCommand({
       name: 'query-block',
       args: null,
-      run: ({ vm }) => {
-        const graph = blockEnv(vm).graph;
-        const summaries = new Map(graph.queryNodes().map((s) => [s['node-name'] as string, s]));
-        return [...graph.backends.values()].map((backend) => ({
-          device: backend.name,
-          locked: false,
-          removable: false,
-          ...(backend.rootNode !== null ? { inserted: nodeInfo(backend.rootNode, summaries.get(backend.rootNode.nodeName) ?? {}) } : {}),
-          'io-status': 'ok',
-        }));
-      },
+      run: ({ vm }) => queryBlock(blockEnv(vm).graph, deviceBackends(vm)),
     }),
   ];
 }
