@@ -53,6 +53,40 @@ const IRQ_ORDER = [Irq.MEI, Irq.MSI, Irq.MTI, Irq.SEI, Irq.SSI, Irq.STI];
 const NAN_BOX = 0xffffffff00000000n;
 
 /**
+ * The LR reservations of every hart on one physical memory, so that a store by one hart breaks
+ * another hart's reservation on the same bytes (the spec's "SC must fail if a store from another
+ * hart to the reservation set can be observed between the LR and the SC"). `active` lets every
+ * store skip the check with one comparison while no hart holds a reservation.
+ */
+class ReservationTable {
+  /** Harts whose reservation is valid right now. */
+  active = 0;
+  readonly harts: RiscvHart[] = [];
+
+  /** A store of [paddr, paddr+len) by `writer`: breaks the other harts' overlapping reservations. */
+  storeBy(writer: RiscvHart, paddr: number, len: number): void {
+    const harts = this.harts;
+    for (let i = 0; i < harts.length; i++) {
+      const h = harts[i]!;
+      if (h === writer || !h.resValid) continue;
+      if (paddr < h.resPaddr + h.resBytes && paddr + len > h.resPaddr) h.resValid = false;
+    }
+  }
+}
+
+/** One table per physical memory: the harts of one machine share it. */
+const reservationTables = new WeakMap<GuestMemory, ReservationTable>();
+
+function reservationTableOf(memory: GuestMemory): ReservationTable {
+  let table = reservationTables.get(memory);
+  if (table === undefined) {
+    table = new ReservationTable();
+    reservationTables.set(memory, table);
+  }
+  return table;
+}
+
+/**
  * Bound on loop steps for a run of `budget` instructions: a run ends when exactly `budget`
  * instructions retired (interpreter and JIT agree), or after this many steps in a trap storm.
  */
@@ -214,9 +248,16 @@ export class RiscvHart {
   private pmpActive = 0;
 
   // ---- LR/SC ----
-  private resValid = false;
-  private resAddr = 0;
-  private resValue = 0n;
+  private resValidFlag = false;
+  /** Virtual address LR reserved (SC must name the same one). */
+  resAddr = 0;
+  /** Physical address and width of the reservation (a store by another hart there breaks it). */
+  resPaddr = 0;
+  resBytes = 0;
+  /** The value LR read: SC also fails if memory no longer holds it (QEMU 7.2's cmpxchg). */
+  resValue = 0n;
+  /** Shared with the other harts on the same memory. */
+  private readonly reservations: ReservationTable;
 
   // ---- MMU / TLB ----
   private readonly tlbTag = new Float64Array(TLB_SIZE * 3).fill(NaN);
@@ -248,7 +289,21 @@ export class RiscvHart {
     this.memory = options.memory;
     this.readTime = options.readTime ?? null;
     this.decoder = new DecodeCache(this.xlen);
+    this.reservations = reservationTableOf(this.memory);
+    this.reservations.harts.push(this);
     this.reset();
+  }
+
+  /** True while an LR reservation is held; setting it keeps the shared table's count exact. */
+  get resValid(): boolean {
+    return this.resValidFlag;
+  }
+
+  set resValid(valid: boolean) {
+    if (valid === this.resValidFlag) return;
+    this.resValidFlag = valid;
+    this.reservations.active += valid ? 1 : -1;
+    assert(this.reservations.active >= 0 && this.reservations.active <= this.reservations.harts.length, 'reservation count out of range');
   }
 
   /** Power-on reset: registers zero, M-mode, pc at `pc` (default: the reset vector). */
@@ -770,6 +825,7 @@ export class RiscvHart {
     const block = this.memory.ramAt(paddr);
     if (block !== undefined) block.onWrite?.(paddr - block.base, len);
     this.onCodeWrite?.(paddr, len);
+    if (this.reservations.active !== 0) this.reservations.storeBy(this, paddr, len);
   }
 
   // ---- PMP -------------------------------------------------------------------------------------
@@ -985,6 +1041,7 @@ export class RiscvHart {
         view.setInt32(o, lo, true);
         view.setInt32(o + 4, hi, true);
         if (block.onWrite !== undefined) block.onWrite(o, 8);
+        if (this.reservations.active !== 0) this.reservations.storeBy(this, this.tlbPage[slot]! + off, 8);
         return;
       }
     }
@@ -1005,6 +1062,7 @@ export class RiscvHart {
         else if (size === 2) view.setUint16(o, value & 0xffff, true);
         else view.setUint8(o, value & 0xff);
         if (block.onWrite !== undefined) block.onWrite(o, size);
+        if (this.reservations.active !== 0) this.reservations.storeBy(this, this.tlbPage[slot]! + off, size);
         return;
       }
     }
@@ -1050,6 +1108,7 @@ export class RiscvHart {
         const o = this.tlbOff[slot]! + off;
         this.views[idx]!.setBigUint64(o, BigInt.asUintN(64, value), true);
         if (block.onWrite !== undefined) block.onWrite(o, 8);
+        if (this.reservations.active !== 0) this.reservations.storeBy(this, this.tlbPage[slot]! + off, 8);
         return;
       }
     }
@@ -1859,9 +1918,11 @@ export class RiscvHart {
     if (insn.op === Op.LR) {
       if (misaligned) this.raise(Exc.LoadMisaligned, this.vaBig(va));
       const v = width === 8 ? BigInt.asIntN(64, this.load64(va)) : BigInt(this.loadN(va, 4) | 0);
-      this.resValid = true;
+      this.resPaddr = this.translate(va, Access.Load);
+      this.resBytes = width;
       this.resAddr = va;
       this.resValue = v;
+      this.resValid = true;
       if (insn.rd !== 0) this.x[insn.rd] = v;
       return;
     }
