@@ -12,6 +12,7 @@ import {
   bdrvCoIsAllocatedAbove,
   bdrvCoPreadv,
   bdrvCoPwritev,
+  bdrvCoTruncate,
   bdrvDrainedBegin,
   bdrvDrainedEnd,
 } from '../block/node.js';
@@ -109,11 +110,33 @@ function* dirtyInit(job: Job<MirrorState>): Co<number> {
   return 0;
 }
 
+/**
+ * mirror_run's size check: an active commit grows a smaller base to the top's length
+ * (blk_truncate; a base that cannot grow fails the job with the truncate's errno); a mirror
+ * whose target differs in size fails with "Source and target image have different sizes".
+ */
+function* matchTargetLength(job: Job<MirrorState>): Co<number> {
+  const s = job.state;
+  const targetLen = s.target.getLength();
+  if (targetLen < 0) return targetLen;
+  if (s.base === s.target) {
+    if (s.lenBytes > targetLen) return Math.min(0, yield* bdrvCoTruncate(s.targetChild, s.lenBytes, false, 'off', 0));
+    return 0;
+  }
+  if (s.lenBytes !== targetLen) {
+    job.err = 'Source and target image have different sizes';
+    return -Errno.EINVAL;
+  }
+  return 0;
+}
+
 /** The mirror job driver (background copy, READY once in sync, pivot on complete). */
 export const mirrorDriver: JobDriver<MirrorState> = {
   jobType: 'mirror',
   *run(job) {
     const s = job.state;
+    const sized = yield* matchTargetLength(job);
+    if (sized < 0) return sized;
     const init = yield* dirtyInit(job);
     if (init < 0) return init;
     for (let guard = 0; guard < 1 << 30; guard++) {
@@ -226,7 +249,15 @@ export function mirrorJobCreate(jobs: JobManager, graph: BlockGraph, args: Block
   }
   const len = bs.getLength();
   if (len < 0) throw BlockError.withErrno(`Unable to get length for '${bs.nodeName}'`, -len);
-  if (target.getLength() !== len) throw new BlockError('Source and target image have different sizes');
+  // Sizes are compared when the job runs (mirror_run), not here: a mismatch fails the started job.
+  // Active commit grows a smaller base instead, so its edge takes RESIZE (mirror_start_job).
+  const targetIsBacking = variant.base === target;
+  let targetPerm: number = BlkPerm.WRITE;
+  if (targetIsBacking) {
+    const targetLen = target.getLength();
+    if (targetLen < 0) throw BlockError.withErrno('Could not inquire base image size', -targetLen);
+    if (targetLen < len) targetPerm |= BlkPerm.RESIZE;
+  }
   const clusterSize = target.drv.getInfo?.(target)?.clusterSize ?? 0;
   const gran = granularity !== 0 ? granularity : Math.max(4096, Math.min(65536, clusterSize || 65536));
   const job = createJob<MirrorState>(jobs, {
@@ -241,7 +272,7 @@ export function mirrorJobCreate(jobs: JobManager, graph: BlockGraph, args: Block
   let dirty: BdrvDirtyBitmap | null = null;
   try {
     const sourceChild = nodes.add('source', bs, BlkPerm.CONSISTENT_READ, BlkPerm.ALL, false);
-    const targetChild = nodes.add('target', target, BlkPerm.WRITE, BlkPerm.CONSISTENT_READ | BlkPerm.WRITE_UNCHANGED | BlkPerm.WRITE | BlkPerm.GRAPH_MOD);
+    const targetChild = nodes.add('target', target, targetPerm, BlkPerm.CONSISTENT_READ | BlkPerm.WRITE_UNCHANGED | BlkPerm.WRITE | BlkPerm.GRAPH_MOD);
     bs.opBlock('mirror-source', nodes.blocker);
     dirty = bdrvCreateDirtyBitmap(bs, gran, null);
     const state: MirrorState = {
