@@ -115,7 +115,7 @@ export class Virtqueue {
   restoreState(s: VirtqueueState): void {
     const u16 = (v: number): boolean => Number.isInteger(v) && v >= 0 && v <= 0xffff;
     const addr = (v: number): boolean => Number.isSafeInteger(v) && v >= 0;
-    if (!(u16(s.lastAvailIdx) && u16(s.usedIdx) && u16(s.signalledUsed) && s.num >= 0 && s.num <= this.maxSize && addr(s.desc) && addr(s.avail) && addr(s.used) && addr(s.pfn) && addr(s.align) && Number.isSafeInteger(s.signalled) && s.signalled >= 0)) {
+    if (!(u16(s.lastAvailIdx) && u16(s.usedIdx) && u16(s.signalledUsed) && s.num >= 0 && s.num <= VIRTQUEUE_MAX_SIZE && addr(s.desc) && addr(s.avail) && addr(s.used) && addr(s.pfn) && addr(s.align) && Number.isSafeInteger(s.signalled) && s.signalled >= 0)) {
       throw new VirtioRingError(`virtqueue ${this.index}: malformed snapshot state`);
     }
     this.num = s.num;
