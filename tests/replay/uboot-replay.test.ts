@@ -6,6 +6,7 @@ import { ConsoleCapture } from '../../src/engine/hw/virt/console-script.js';
 import { parseLog } from '../../src/replay/log-format.js';
 import { Player, type PlayResult, formatDivergence } from '../../src/replay/player.js';
 import { MemorySink, Recorder } from '../../src/replay/recorder.js';
+import { captureState } from '../../src/replay/state.js';
 import { type VirtRunSpec, buildVirtRun, virtSpecDigest } from '../../src/replay/virt-run.js';
 import { typeSession } from './virt-session.js';
 
@@ -81,6 +82,33 @@ describe.skipIf(!haveFirmware)('record/replay of an OpenSBI + U-Boot session (ne
       expect(result.point.icount).toBe(recorded!.icount);
       expect(result.checkpoints).toBeGreaterThan(2);
     }
+  }, 300_000);
+
+  it('seek back into the session restores a snapshot and lands on the state a straight play reaches', async () => {
+    expect(recorded).not.toBeNull();
+    const log = parseLog(recorded!.log);
+    const run = buildVirtRun(spec, new ConsoleCapture());
+    const player = new Player(run, log);
+    expect(player.run().divergence).toBeNull();
+    expect(player.snapshots.snapshots.length).toBeGreaterThan(2);
+    const target = Math.floor(recorded!.icount * 0.6) + 7;
+    const from = player.seek(target);
+    expect(from).not.toBeNull();
+    expect(from!.icount).toBeGreaterThan(0);
+    for (let guard = 0; !player.paused && guard < 1e7; guard++) player.advance(5000);
+    expect(player.icount).toBe(target);
+    const straight = buildVirtRun(spec, new ConsoleCapture());
+    expect(new Player(straight, log, { until: target, snapshotInterval: 0 }).run().divergence).toBeNull();
+    const state = (r: typeof run): string => JSON.stringify({ s: captureState(r.probes.filter((p) => p.name !== 'ram' && p.name !== 'disk')), t: r.loop.trace.digestHex(), n: r.loop.nowNs });
+    expect(state(run)).toBe(state(straight));
+    expect(Buffer.compare(run.machine.as.ramAt(0x80000000)!.bytes, straight.machine.as.ramAt(0x80000000)!.bytes)).toBe(0);
+    // And on to the end from there, every checkpoint still matching.
+    player.setBreak(null);
+    const rest = player.run();
+    expect(rest.divergence, rest.divergence ? formatDivergence(rest.divergence) : '').toBeNull();
+    expect(rest.finalTrace).toBe(recorded!.digest);
+    run.close();
+    straight.close();
   }, 300_000);
 
   it('one changed disk byte is reported at the first checkpoint after the guest reads it, naming the RAM page', async () => {

@@ -4,6 +4,7 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Packr } from 'msgpackr';
 import { ConsoleCapture } from '../../src/engine/hw/virt/console-script.js';
 import { encodeRecord, parseLog } from '../../src/replay/log-format.js';
 import { Player } from '../../src/replay/player.js';
@@ -108,12 +109,40 @@ function measure(): BenchResult[] {
     for (let i = 0; i < 5; i++) captureState(run.probes);
     const checkpointMs = (performance.now() - cpStart) / 5;
     run.close();
-    // Play.
+    // Play, without snapshots (compared with record) and with them (their cost).
     const log = parseLog(sink.bytes());
     run = buildVirtRun(w.spec, new ConsoleCapture());
     start = performance.now();
-    const result = new Player(run, log).run();
+    const result = new Player(run, log, { snapshotInterval: 0 }).run();
     const playMs = performance.now() - start;
+    run.close();
+    run = buildVirtRun(w.spec, new ConsoleCapture());
+    start = performance.now();
+    const player = new Player(run, log);
+    const snapResult = player.run();
+    const playSnapMs = performance.now() - start;
+    const snapshots = player.snapshots.snapshots.length;
+    // One snapshot: save, its msgpack size, restore (at the end of the run, in place).
+    const snapshotter = run.snapshotter!;
+    start = performance.now();
+    const saved = snapshotter.save();
+    const saveMs = performance.now() - start;
+    const packedBytes = new Packr({ useRecords: false, moreTypes: true }).pack(saved).length;
+    start = performance.now();
+    snapshotter.restore(saved);
+    const restoreMs = performance.now() - start;
+    // Seek from the end back to the middle: nearest snapshot + run forward; and from the start.
+    const middle = Math.floor(snapResult.point.icount / 2);
+    start = performance.now();
+    player.seek(middle);
+    for (let guard = 0; !player.paused && guard < 1 << 30; guard++) player.advance(5000);
+    const seekMs = performance.now() - start;
+    const seekOk = player.icount === middle;
+    run.close();
+    run = buildVirtRun(w.spec, new ConsoleCapture());
+    start = performance.now();
+    new Player(run, log, { until: middle, snapshotInterval: 0 }).run();
+    const seekFromStartMs = performance.now() - start;
     run.close();
     const inputBytes = log.records.filter((r) => r.type === 'input').reduce((n, r) => n + encodeRecord(r).length, 0);
     const ok = result.divergence === null && result.finalTrace === recordDigest && recordDigest === plainDigest;
@@ -125,6 +154,10 @@ function measure(): BenchResult[] {
       { name: 'replay: log bytes per input', value: stats.bytes / Math.max(1, inputs), unit: 'B', note: `${stats.bytes} bytes for ${inputs} inputs, checkpoints included` },
       { name: 'replay: bytes per input record', value: inputBytes / Math.max(1, inputs), unit: 'B', note: 'frame (length + CRC) + msgpack (point, channel, kind, data)' },
       { name: 'replay: checkpoint capture (regs, devices, RAM)', value: checkpointMs, unit: 'ms', note: `${w.spec.memoryBytes >> 20} MiB RAM compared page by page` },
+      { name: 'replay: play with snapshots, overhead', value: ((playSnapMs - playMs) / playMs) * 100, unit: '%', note: `${snapshots} snapshots kept, ${(player.snapshots.totalNewBytes / 1e6).toFixed(1)} MB of new pages in the store` },
+      { name: 'replay: snapshot save', value: saveMs, unit: 'ms', note: `${(packedBytes / 1e6).toFixed(2)} MB as msgpack (${w.spec.memoryBytes >> 20} MiB RAM, zero pages left out)` },
+      { name: 'replay: snapshot restore', value: restoreMs, unit: 'ms', note: 'in place: kernel, harts, RAM, devices, disk overlays' },
+      { name: 'replay: seek back to the middle', value: seekMs, unit: 'ms', note: `${seekOk ? '' : 'MISSED TARGET, '}nearest snapshot + run forward; replaying from the start takes ${seekFromStartMs.toFixed(0)} ms` },
     ];
   } finally {
     rmSync(dir, { recursive: true, force: true });
