@@ -3,7 +3,7 @@ import { bdrvDrain, bdrvDrainedBegin, bdrvDrainedEnd } from '../block/node.js';
 import { type Job, startJob } from './job.js';
 import { type BackupState, type BlockdevBackupArgs, doBackupCommon } from './backup.js';
 import type { ActionContext, ActionDriver, TransactionEnv } from './transaction.js';
-import { type DriveBackupArgs, openDriveBackupTarget } from './drive-backup.js';
+import { type DriveBackupArgs, effectiveDriveSync, openDriveBackupTarget } from './drive-backup.js';
 
 interface BackupActionState {
   bs: BlockDriverState | null;
@@ -77,7 +77,8 @@ export const driveBackupAction: ActionDriver<DriveBackupArgs, DriveBackupState> 
       state.drained = true;
     }
     state.target = openDriveBackupTarget((options) => graph.blockdevAdd(options as never), bs, data);
-    const args = data['job-id'] === undefined ? { ...data, 'job-id': deviceName(ctx.env, bs) } : data;
+    const sync = effectiveDriveSync(bs, data.sync);
+    const args = { ...data, sync, ...(data['job-id'] === undefined ? { 'job-id': deviceName(ctx.env, bs) } : {}) };
     state.job = doBackupCommon(ctx.env.jobs, graph, args, bs, state.target, ctx.jobTxn, true);
     if (ctx.env.legacyStartInPrepare === true) startJob(state.job as Job);
   },

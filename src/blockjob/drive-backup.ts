@@ -59,27 +59,35 @@ function createQcow2Target(source: BlockDriverState, args: DriveBackupArgs): Blo
 }
 
 /**
- * The target node of a drive-backup. mode=absolute-paths creates a raw image of the source's
- * size, or a qcow2 image (backed by the source's backing file for sync=top, by the source for
- * sync=none). Host I/O is synchronous
- * and happens before the job exists, like QEMU's bdrv_img_create in prepare. The caller (QMP)
- * checks the file name against --allow-path first.
+ * The sync mode a drive-backup or drive-mirror really runs with: sync=top on a source without a
+ * backing file is a full copy (drive_backup_prepare and qmp_drive_mirror switch it to full).
+ */
+export function effectiveDriveSync<S extends string>(source: BlockDriverState, sync: S): S | 'full' {
+  return sync === 'top' && source.backing === null ? 'full' : sync;
+}
+
+/**
+ * The target node of a drive-backup (or drive-mirror). mode=absolute-paths creates the image in
+ * `format`, by default the source's own format as in QEMU: qcow2 (backed by the source's backing
+ * file for sync=top, by the source for sync=none) or raw of the source's size; other formats
+ * cannot be created here. mode=existing opens the file, probing its format when none is given.
+ * Host I/O is synchronous and happens before the job exists, like QEMU's bdrv_img_create in
+ * prepare. The caller (QMP) checks the file name against --allow-path first.
  */
 export function openDriveBackupTarget(openNode: (options: Record<string, unknown>) => BlockDriverState, source: BlockDriverState, args: DriveBackupArgs): BlockDriverState {
   const mode = args.mode ?? 'absolute-paths';
+  const sync = effectiveDriveSync(source, args.sync);
   let format = args.format;
-  if (mode === 'absolute-paths' && format === 'qcow2') {
-    const backing = createQcow2Target(source, args);
-    // The new image's backing file is a node that is already open: refer to it.
-    return openNode({ driver: format, file: { driver: 'file', filename: args.target }, ...(backing !== null ? { backing: backing.nodeName } : {}) });
-  }
   if (mode === 'absolute-paths') {
-    format ??= 'raw';
-    if (format !== 'raw') throw new BlockError(`drive-backup: creating a '${format}' target is not supported; create it first and use mode 'existing'`);
-    if (args.sync === 'none' || args.sync === 'top') {
-      // QEMU would create an image backed by the source; a raw file cannot be.
-      throw new BlockError(`drive-backup: sync mode '${args.sync}' needs a target backed by the source; create it first and use mode 'existing'`);
+    format ??= source.drv.formatName;
+    if (format === 'qcow2') {
+      const backing = createQcow2Target(source, { ...args, sync });
+      // The new image's backing file is a node that is already open: refer to it.
+      return openNode({ driver: format, file: { driver: 'file', filename: args.target }, ...(backing !== null ? { backing: backing.nodeName } : {}) });
     }
+    if (format !== 'raw') throw new BlockError(`Format driver '${format}' does not support image creation`);
+    // bdrv_img_create of a raw image with the backing file sync=top/none would give it.
+    if (sync === 'none' || sync === 'top') throw new BlockError("Backing file not supported for file format 'raw'");
     let fd = -1;
     try {
       fd = openSync(args.target, 'w');

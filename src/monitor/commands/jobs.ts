@@ -2,7 +2,7 @@ import { type Job, startJob } from '../../blockjob/job.js';
 import { type BlockdevMirrorArgs, mirrorJobCreate } from '../../blockjob/mirror.js';
 import { type BlockStreamArgs, streamJobCreate } from '../../blockjob/stream.js';
 import { type BlockCommitArgs, commitJobCreate } from '../../blockjob/commit.js';
-import { openDriveBackupTarget } from '../../blockjob/drive-backup.js';
+import { effectiveDriveSync, openDriveBackupTarget } from '../../blockjob/drive-backup.js';
 import { QmpError } from '../errors.js';
 import { type CommandDef, defineCommand } from '../command.js';
 import { bool, enumOf, int, str, struct, uint32 } from '../schema.js';
@@ -158,7 +158,7 @@ export function driveMirrorCommands(): CommandDef[] {
         let job: Job;
         try {
           const { format: _f, 'node-name': _n, replaces: _r, mode: _m, unmap: _u, ...mirror } = args;
-          job = mirrorJobCreate(env.jobs, env.graph, { ...mirror, target: target.nodeName }) as Job;
+          job = mirrorJobCreate(env.jobs, env.graph, { ...mirror, sync: effectiveDriveSync(bs, mirror.sync), target: target.nodeName }) as Job;
         } catch (error) {
           closeTarget();
           throw error;
