@@ -41,7 +41,7 @@ export interface PlayOptions {
   readonly maxIterations?: number;
   /**
    * Instructions between snapshots for seek (taken at checkpoints where the machine is
-   * quiescent); default four checkpoint intervals. 0 turns snapshots off.
+   * quiescent); default one checkpoint interval. 0 turns snapshots off.
    */
   readonly snapshotInterval?: number;
   /** Snapshots kept in memory (older ones are thinned out evenly). */
@@ -133,7 +133,7 @@ export class Player implements InputSource {
       onCheckpoint: () => this.checkpoint(false),
     });
     this.snapshots = new SnapshotStore(options.maxSnapshots ?? 32);
-    const interval = options.snapshotInterval ?? 4 * log.header.checkpointInterval;
+    const interval = options.snapshotInterval ?? log.header.checkpointInterval;
     this.snapshotInterval = machine.snapshotter !== undefined && log.header.checkpointUnit === 'icount' ? interval : 0;
   }
 
