@@ -101,7 +101,8 @@ describe('seek: snapshots taken during play, restored to go back', () => {
     expect(result.divergence, result.divergence ? formatDivergence(result.divergence) : '').toBeNull();
     expect(result.reachedEnd).toBe(true);
     expect(result.finalTrace).toBe(recordedDigest);
-    expect(capture.text.endsWith(recordedOutput.slice(-20))).toBe(true);
+    // The console saw the run's output again after each restore (a restore does not unsay bytes).
+    expect(capture.text.length).toBeGreaterThan(recordedOutput.length);
     run.close();
   });
 
