@@ -281,6 +281,12 @@ export class MainLoop implements CoroutineHost {
     let step: IteratorResult<Wait, unknown>;
     try {
       step = co.generator.next(value);
+    } catch (error) {
+      // A generator that threw is closed: it is no longer alive for the quiescence check (its
+      // state is left as it was; the error goes to whoever drives the loop).
+      this.liveCoroutines.delete(co);
+      if (co.timer !== null) this.dropTimer(co.timer);
+      throw error;
     } finally {
       this.currentCo = outer;
     }

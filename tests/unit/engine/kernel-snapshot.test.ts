@@ -145,6 +145,18 @@ describe('kernel snapshots', () => {
     expect(loop.runUntilIdle()).toBe(0);
   });
 
+  test('a coroutine that threw is no longer alive', () => {
+    const loop = new MainLoop();
+    expect(() =>
+      loop.runCoroutine('thrower', (function* () {
+        yield sleep(5);
+        throw new RangeError('boom');
+      })()),
+    ).toThrow(RangeError);
+    expect(loop.liveCoroutineCount).toBe(0);
+    expect(loop.notQuiescent()).toBeNull();
+  });
+
   test('a restore from inside a task is refused', () => {
     const loop = new MainLoop();
     const state = loop.saveKernelState();
