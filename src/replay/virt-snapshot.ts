@@ -10,11 +10,14 @@
  * shutdown request, plus the caller's extra parts (the disks' overlays). ROM is not copied: its
  * digest is, and must match at restore.
  */
+import { assert } from '../engine/assert.js';
 import { Digest } from '../engine/digest.js';
 import type { KernelState, MainLoop } from '../engine/main-loop.js';
 import type { RamBlock } from '../engine/memory.js';
 import type { VirtBoardState, VirtMachine } from '../engine/hw/virt/machine.js';
+import { VIRTIO_IRQ, VIRT_RTC_IRQ, VIRT_UART0_IRQ } from '../engine/hw/virt/memmap.js';
 import { RoundRobin } from '../engine/hw/virt/riscv-harts.js';
+import { Irq } from '../engine/targets/riscv/constants.js';
 import { RiscvCpu } from '../engine/targets/riscv/cpu.js';
 import { type HartState, restoreHartState, saveHartState } from '../engine/targets/riscv/hart-state.js';
 import type { MachineSnapshotter, SnapshotPart } from './machine.js';
@@ -134,6 +137,38 @@ function cpusOf(loop: MainLoop): { cpus: readonly RiscvCpu[]; roundRobin: RoundR
   throw new SnapshotFormatError('the machine runs a CPU driver snapshots do not know');
 }
 
+/**
+ * Where the board's interrupt wires disagree with their ends, or null. Every wire carries its
+ * level to its sink on each set, so at any instruction boundary a device's line equals the PLIC
+ * source it drives, and the PLIC's and CLINT's outputs equal the harts' mip bits. Levels are
+ * restored without sink calls, so this is what says the pieces of a snapshot fit together.
+ */
+function wiringMismatch(machine: VirtMachine, cpus: readonly RiscvCpu[]): string | null {
+  const plic = machine.plic;
+  const wires: [string, boolean, number][] = [
+    ['uart0', machine.uart.irq.level, VIRT_UART0_IRQ],
+    ['rtc', machine.rtc.irq.level, VIRT_RTC_IRQ],
+    ...machine.virtio.map((t, i): [string, boolean, number] => [t.path, t.irq.level, VIRTIO_IRQ + i]),
+  ];
+  for (const [name, level, source] of wires) {
+    if (plic.sources[source]?.level !== level) return `${name}'s line is ${level ? 'high' : 'low'}, PLIC source ${source} is not`;
+  }
+  for (const cpu of cpus) {
+    const hart = cpu.hart;
+    const h = hart.hartId;
+    const bits: [string, boolean | undefined, number][] = [
+      ['msip', machine.clint.msip[h]?.level, Irq.MSI],
+      ['mtip', machine.clint.mtip[h]?.level, Irq.MTI],
+      ['meip', plic.meip(h).level, Irq.MEI],
+      ['seip', plic.seip(h).level, Irq.SEI],
+    ];
+    for (const [name, level, bit] of bits) {
+      if (level !== ((hart.mipHw >>> bit) & 1) > 0) return `hart ${h}: ${name} line is ${level === true ? 'high' : 'low'}, its mip bit is not`;
+    }
+  }
+  return null;
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
 }
@@ -174,6 +209,8 @@ export function createVirtSnapshotter(loop: MainLoop, machine: VirtMachine, extr
   function save(): VirtSnapshot {
     const reason = notQuiescent();
     if (reason !== null) throw new NotQuiescentError(`no snapshot now: ${reason}`);
+    const wiring = wiringMismatch(machine, cpus);
+    assert(wiring === null, () => `interrupt wiring inconsistent before a save: ${wiring}`);
     const parts: Record<string, unknown> = {};
     for (const part of extraParts) parts[part.name] = part.save();
     return {
@@ -216,6 +253,11 @@ export function createVirtSnapshotter(loop: MainLoop, machine: VirtMachine, extr
     return s;
   }
 
+  /**
+   * Restores `state` (a `save()` result, possibly through msgpack). Shape, RAM sizes, ROM and part
+   * names are checked before anything changes; the interrupt wiring can only be checked once the
+   * pieces are in place, so a snapshot failing that check leaves a machine to be rebuilt.
+   */
   function restore(state: unknown): void {
     const s = check(state);
     // The kernel first: it refuses (before changing anything) while a coroutine is mid-flight.
@@ -226,6 +268,8 @@ export function createVirtSnapshotter(loop: MainLoop, machine: VirtMachine, extr
     cpus.forEach((cpu, i) => restoreHartState(cpu.hart, s.harts[i]!));
     if (roundRobin !== null) roundRobin.nextIndex = s.roundRobinNext!;
     for (const part of extraParts) part.restore(s.parts[part.name]);
+    const wiring = wiringMismatch(machine, cpus);
+    if (wiring !== null) throw new SnapshotFormatError(`the snapshot's interrupt lines do not fit together: ${wiring}`);
   }
 
   return { notQuiescent, save, restore };

@@ -173,6 +173,9 @@ describe('virt snapshots of the demo guest', () => {
     expect(() => snap.restore({ ...good, ram: [] })).toThrow(/RAM blocks/);
     expect(() => snap.restore({ ...good, rom: good.rom.map((r) => ({ ...r, digest: '0' })) })).toThrow(/ROM/);
     expect(() => snap.restore({ ...good, harts: [] })).toThrow(/harts/);
+    // A line level that does not match the hart's mip bit: pieces from different moments.
+    const clint = { ...good.board.clint, mtip: [!good.board.clint.mtip[0]] };
+    expect(() => snap.restore({ ...good, board: { ...good.board, clint } })).toThrow(/mtip line/);
   });
 
   test('every RiscvHart field is either saved or classified as configuration or derived', () => {
