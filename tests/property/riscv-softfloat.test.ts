@@ -17,6 +17,7 @@ const bits32 = (x: number): bigint => ((f32[0] = x), BigInt(u32[0]!));
 /** Doubles that hit interesting cases: short mantissas (exact ops), random bits, extremes. */
 const dbl = fc.oneof(
   fc.integer({ min: -4096, max: 4096 }).map((n) => n / 64),
+  fc.constantFrom(0, -0), // zero operands and exact zero results take the fast paths too
   fc.double({ noNaN: true }),
   fc.double({ min: 1e-300, max: 1e300, noNaN: true }),
 );

@@ -58,7 +58,7 @@ const NAN_BOX = 0xffffffff00000000n;
  * hart to the reservation set can be observed between the LR and the SC"). `active` lets every
  * store skip the check with one comparison while no hart holds a reservation.
  */
-class ReservationTable {
+export class ReservationTable {
   /** Harts whose reservation is valid right now. */
   active = 0;
   readonly harts: RiscvHart[] = [];
@@ -256,17 +256,20 @@ export class RiscvHart {
   resBytes = 0;
   /** The value LR read: SC also fails if memory no longer holds it (QEMU 7.2's cmpxchg). */
   resValue = 0n;
-  /** Shared with the other harts on the same memory. */
-  private readonly reservations: ReservationTable;
+  /** Shared with the other harts on the same memory (translated stores read `active`). */
+  readonly reservations: ReservationTable;
 
   // ---- MMU / TLB ----
-  private readonly tlbTag = new Float64Array(TLB_SIZE * 3).fill(NaN);
-  private readonly tlbPage = new Float64Array(TLB_SIZE * 3);
-  private readonly tlbBlock = new Int32Array(TLB_SIZE * 3);
+  // Translated code (translate.ts) probes the TLB and RAM views inline: these are read there, by name.
+  /** Virtual page number cached in each slot (fetch, load, store: TLB_SIZE slots each; NaN = empty). */
+  readonly tlbTag = new Float64Array(TLB_SIZE * 3).fill(NaN);
+  readonly tlbPage = new Float64Array(TLB_SIZE * 3);
+  /** Index into `views` of the RAM block holding the page, or -1: take the slow path. */
+  readonly tlbBlock = new Int32Array(TLB_SIZE * 3);
   /** Offset of the page inside its RAM block's bytes (valid when tlbBlock >= 0). */
-  private readonly tlbOff = new Float64Array(TLB_SIZE * 3);
+  readonly tlbOff = new Float64Array(TLB_SIZE * 3);
   private readonly blocks: RamBlock[] = [];
-  private readonly views: DataView[] = [];
+  readonly views: DataView[] = [];
   private readonly blockIndex = new Map<RamBlock, number>();
   private wildAddr = 0n;
   private wildPc = 0n;
@@ -736,6 +739,8 @@ export class RiscvHart {
       // Stores to pages holding translated code take the slow path, which checks for invalidation
       // (QEMU's TLB_NOTDIRTY); everything else writes straight into RAM.
       if (idx >= 0 && access === Access.Store && this.jit !== null && this.jit.codePages.pageHasCode(paPage)) idx = -1;
+      // A block that watches writes gets them through the slow path (noteRamWrite), never inline.
+      if (idx >= 0 && access === Access.Store && block !== undefined && block.onWrite !== undefined) idx = -1;
       this.tlbTag[slot] = vpn;
       this.tlbPage[slot] = paPage;
       this.tlbBlock[slot] = idx;

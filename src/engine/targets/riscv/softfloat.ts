@@ -417,8 +417,8 @@ export function fcvtFloat(x: bigint, from: FloatFormat, to: FloatFormat, rm: num
 
 // ---- fast paths (round-to-nearest-even only) --------------------------------------------------
 // Native doubles give RNE results; exactness (the NX flag) comes from error-free transformations.
-// Anything near overflow, underflow, NaN, infinity or zero returns undefined: the exact slow path
-// above decides those.
+// Anything near overflow, underflow, NaN or infinity returns undefined: the exact slow path above
+// decides those. Zero operands and exact zero results are decided here (no flags in RNE).
 
 const SPLIT = 134217729; // 2^27 + 1 (Veltkamp)
 const BIG = 2 ** 995;
@@ -442,9 +442,14 @@ function okRange64(r: number): boolean {
   return m >= TINY64 && m < BIG;
 }
 
+/** In range, or a zero of either sign (zeros are exact operands: no flags, IEEE signs in JS too). */
+function okOrZero64(r: number): boolean {
+  return r === 0 || okRange64(r);
+}
+
 /** Binary64 op in RNE: result as a number, or undefined to take the exact path. Sets NX. */
 export function fastOp64(op: 0 | 1 | 2 | 3 | 4, a: number, b: number): number | undefined {
-  if (!okRange64(a) || (op !== 4 && !okRange64(b))) return undefined;
+  if (!okOrZero64(a) || (op !== 4 && !okOrZero64(b))) return undefined;
   let r: number;
   let exact: boolean;
   switch (op) {
@@ -452,6 +457,8 @@ export function fastOp64(op: 0 | 1 | 2 | 3 | 4, a: number, b: number): number | 
     case 1: {
       const bb = op === 0 ? b : -b;
       r = a + bb;
+      // A zero sum of in-range operands is an exact cancellation (or zeros): JS's RNE sign rules are IEEE's.
+      if (r === 0) return r;
       if (!okRange64(r)) return undefined;
       const bv = r - a;
       exact = a - (r - bv) + (bb - bv) === 0;
@@ -459,17 +466,21 @@ export function fastOp64(op: 0 | 1 | 2 | 3 | 4, a: number, b: number): number | 
     }
     case 2:
       r = a * b;
+      if (a === 0 || b === 0) return r; // exact signed zero
       if (!okRange64(r)) return undefined;
       exact = productError(a, b, r) === 0;
       break;
     case 3: {
+      if (b === 0) return undefined; // division by zero: the exact path raises DZ
       r = a / b;
+      if (a === 0) return r;
       if (!okRange64(r)) return undefined;
       const p = r * b;
       exact = p === a && productError(r, b, p) === 0;
       break;
     }
     default: {
+      if (a === 0) return a; // sqrt(±0) = ±0, exact
       if (a < 0) return undefined;
       r = Math.sqrt(a);
       if (!okRange64(r)) return undefined;
@@ -484,10 +495,12 @@ export function fastOp64(op: 0 | 1 | 2 | 3 | 4, a: number, b: number): number | 
 
 /** Binary64 fused a*b+c in RNE when a*b is exact in binary64 (then one rounding of the sum). */
 export function fastFma64(a: number, b: number, c: number): number | undefined {
-  if (!okRange64(a) || !okRange64(b) || !okRange64(c)) return undefined;
+  if (!okOrZero64(a) || !okOrZero64(b) || !okOrZero64(c)) return undefined;
   const p = a * b;
-  if (!okRange64(p) || productError(a, b, p) !== 0) return undefined;
+  // With a zero factor the product is an exact signed zero; otherwise it must be exact in binary64.
+  if (a !== 0 && b !== 0 && (!okRange64(p) || productError(a, b, p) !== 0)) return undefined;
   const r = p + c;
+  if (r === 0) return r; // exact cancellation or zeros: IEEE's sign of an exact zero sum in RNE
   if (!okRange64(r)) return undefined;
   const bv = r - p;
   if (p - (r - bv) + (c - bv) !== 0) fpState.flags |= FFlag.NX;

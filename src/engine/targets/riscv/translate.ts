@@ -1,6 +1,7 @@
 import { CodePages, JumpCache, type TranslatedBlock } from '../../tcg/jump-cache.js';
+import { MS } from './constants.js';
 import { type Insn, Op } from './decode.js';
-import { add64, lt64v, ltu64v, type RiscvHart, sll64, sra64, srl64, sub64, TrapSignal } from './hart.js';
+import { lt64v, ltu64v, type RiscvHart, sll64, sra64, srl64, TrapSignal } from './hart.js';
 
 /** A block's entry: runs from hart.pc, sets hart.pc / hart.icount itself; `budget` bounds self-loops. */
 export type BlockFn = (h: RiscvHart, xi: Int32Array, budget: number) => void;
@@ -15,8 +16,12 @@ interface Entry {
   readonly pcs: readonly number[];
 }
 
-/** Regenerations of one page's unit before new entries get functions of their own (bounds compile work). */
-const MAX_UNIT_COMPILES = 12;
+/**
+ * Regenerations of one page's unit before new entries get functions of their own (bounds compile
+ * work). Measured on the benchmark guest: every regeneration makes a fresh function that V8 must
+ * tier up again, which cost more than the dispatcher round trips it saves (12 ran slowest, 1 best).
+ */
+const MAX_UNIT_COMPILES = 1;
 
 /** Longest block in instructions (one pass). */
 const MAX_BLOCK_INSNS = 64;
@@ -29,7 +34,12 @@ const CONTROL_STOP = new Set<number>([
   Op.CSRRW, Op.CSRRS, Op.CSRRC, Op.CSRRWI, Op.CSRRSI, Op.CSRRCI,
 ]);
 
-const helpers = { add64, sub64, sll64, srl64, sra64, lt64v, ltu64v, TRAP: TrapSignal.instance };
+const helpers = { sll64, srl64, sra64, lt64v, ltu64v, TRAP: TrapSignal.instance };
+const PAGE = 4096;
+/** First TLB slot of loads and of stores, and the slot mask (hart.ts: TLB_SIZE = 256 slots per kind). */
+const TLB_LOAD = 256;
+const TLB_STORE = 512;
+const TLB_MASK = 255;
 
 /** Splits a pc-like number into (lo, hi) int32 constants of its XLEN register value. */
 function split(v: number, xlen: 32 | 64): [number, number] {
@@ -154,12 +164,16 @@ export class RiscvJit {
       allPcs.push(...m.pcs);
       cases.push(`case ${m.start}: blk: {\n${this.blockBody(xlen, m.insns, m.pcs, offset)}\n} break;`);
     }
-    const loopOk = `budget - n >= ${maxLen} && !h.stopRequested && h.codeEpoch === epoch && ((h.mipSw | h.mipHw) & h.mie) === 0`;
+    // Interrupts, stop requests and code invalidation can only start inside a helper call (a slow
+    // path), and every helper call is followed by a check that leaves the unit: the loop needs only
+    // the budget.
+    const loopOk = `budget - n >= ${maxLen}`;
     const src = `
 "use strict";
 return function unit(h, xi, budget) {
   const ic0 = h.icount;
   const epoch = h.codeEpoch;
+  const TT = h.tlbTag, TB = h.tlbBlock, TO = h.tlbOff, VW = h.views, RS = h.reservations, FI = h.fi;
   let n = 0, k = 0, kb = 0, next = h.pc, pc = 0;
   try {
     for (;;) {
@@ -208,15 +222,33 @@ return function unit(h, xi, budget) {
       body.push(`xi[${2 * rd}] = ${lo}; xi[${2 * rd + 1}] = ${hi};`);
     };
     const pcPlus = (p: number, imm: number): number => (xlen === 32 ? (p + imm) >>> 0 : p + imm);
-    const ea = (rs1: number, imm: number): string =>
-      xlen === 32 ? `((${R(rs1)} + ${imm}) >>> 0)` : `ea64(h, xi, ${rs1}, ${imm})`;
     const publish = (i: number): void => {
       body.push(`k = ${offset + i}; kb = ${i}; h.icount = ic0 + n + ${i};`);
     };
     // After an access that may have reached a device (MMIO sets stopRequested), leave right after the
     // instruction, as the interpreter does: an interrupt it raised is taken at the same instruction.
     const stopCheck = (i: number, next: number): void => {
-      body.push(`if (h.stopRequested) { n += ${i + 1}; h.pc = ${next}; h.icount = ic0 + n; return; }`);
+      body.push(afterSlow(i, next));
+    };
+    // A write to translated code (codeEpoch moved) also ends the unit right after the instruction.
+    const afterSlow = (i: number, next: number): string =>
+      `if (h.stopRequested || h.codeEpoch !== epoch) { n += ${i + 1}; h.pc = ${next}; h.icount = ic0 + n; return; }`;
+    /** Effective address as a number: exact within ±2^52, and beyond that never equal to a TLB tag. */
+    const eaFast = (rs1: number, imm: number): string =>
+      xlen === 32 ? `((${R(rs1)} + ${imm}) >>> 0)` : `(${RH(rs1)} * 4294967296 + (${R(rs1)} >>> 0) + ${imm})`;
+    const eaExact = (rs1: number, imm: number): string => (xlen === 32 ? 'a' : `ea64(h, xi, ${rs1}, ${imm})`);
+    /**
+     * Inline TLB probe (the hart's own fast path, same slots) for `size` bytes at rs1+imm: `hit` runs
+     * with the DataView `W` and offset `o`; `miss` calls the hart's slow path with pc/icount published.
+     */
+    const access = (kind: number, rs1: number, imm: number, size: number, i: number, hit: string, miss: string, next: number, fp = false): void => {
+      // Stores go slow while any hart holds an LR reservation; FP accesses while the FPU is off (to trap).
+      const extra = (kind === TLB_STORE ? ' && RS.active === 0' : '') + (fp ? ` && (h.mstatus & ${MS.FS}) !== 0` : '');
+      body.push(
+        `{ const a = ${eaFast(rs1, imm)}; const vpn = Math.floor(a / ${PAGE}); const s = ${kind} + (vpn & ${TLB_MASK}); const o0 = a - vpn * ${PAGE};`,
+        `  if (TT[s] === vpn && o0 <= ${PAGE - size} && TB[s] >= 0${extra}) { const W = VW[TB[s]]; const o = TO[s] + o0; ${hit} }`,
+        `  else { k = ${offset + i}; kb = ${i}; h.icount = ic0 + n + ${i}; ${miss} ${afterSlow(i, next)} } }`,
+      );
     };
     let terminal = false;
     for (let i = 0; i < len; i++) {
@@ -278,44 +310,44 @@ return function unit(h, xi, budget) {
         case Op.LBU:
         case Op.LHU:
         case Op.LWU: {
-          publish(i);
           const size = I.op === Op.LB || I.op === Op.LBU ? 1 : I.op === Op.LH || I.op === Op.LHU ? 2 : 4;
-          const load = `h.loadN(${ea(rs1, imm)}, ${size})`;
-          if (I.op === Op.LB) set32(rd, `(${load} << 24) >> 24`);
-          else if (I.op === Op.LH) set32(rd, `(${load} << 16) >> 16`);
-          else if (I.op === Op.LW) set32(rd, `${load} | 0`);
-          else if (I.op === Op.LWU) {
-            if (rd === 0) body.push(`${load};`);
-            else body.push(`xi[${2 * rd}] = ${load} | 0; xi[${2 * rd + 1}] = 0;`);
-          } else set32(rd, load);
-          stopCheck(i, next);
+          const get = I.op === Op.LB ? 'getInt8(o)' : I.op === Op.LBU ? 'getUint8(o)' : I.op === Op.LH ? 'getInt16(o, true)' : I.op === Op.LHU ? 'getUint16(o, true)' : 'getInt32(o, true)';
+          const slow = `h.loadN(${eaExact(rs1, imm)}, ${size})`;
+          const fix = I.op === Op.LB ? `(${slow} << 24) >> 24` : I.op === Op.LH ? `(${slow} << 16) >> 16` : `${slow} | 0`;
+          const write = rd === 0 ? '' : `xi[${2 * rd}] = v; xi[${2 * rd + 1}] = ${I.op === Op.LWU ? '0' : 'v >> 31'};`;
+          access(TLB_LOAD, rs1, imm, size, i, `const v = W.${get}; ${write}`, `{ const v = ${fix}; ${write} }`, next);
           break;
         }
-        case Op.LD:
-          publish(i);
-          body.push(`h.loadPair(${ea(rs1, imm)}, ${rd});`);
-          stopCheck(i, next);
+        case Op.LD: {
+          const write = rd === 0 ? '' : `xi[${2 * rd}] = W.getInt32(o, true); xi[${2 * rd + 1}] = W.getInt32(o + 4, true);`;
+          access(TLB_LOAD, rs1, imm, 8, i, write, `h.loadPair(${eaExact(rs1, imm)}, ${rd});`, next);
           break;
+        }
         case Op.SB:
         case Op.SH:
-        case Op.SW:
-          publish(i);
-          body.push(`h.storeN(${ea(rs1, imm)}, ${I.op === Op.SB ? 1 : I.op === Op.SH ? 2 : 4}, ${R(rs2)});`);
-          stopCheck(i, next);
+        case Op.SW: {
+          const size = I.op === Op.SB ? 1 : I.op === Op.SH ? 2 : 4;
+          const set = I.op === Op.SB ? `W.setInt8(o, ${R(rs2)});` : I.op === Op.SH ? `W.setInt16(o, ${R(rs2)}, true);` : `W.setInt32(o, ${R(rs2)}, true);`;
+          access(TLB_STORE, rs1, imm, size, i, set, `h.storeN(${eaExact(rs1, imm)}, ${size}, ${R(rs2)});`, next);
           break;
+        }
         case Op.SD:
-          publish(i);
-          body.push(`h.storePair(${ea(rs1, imm)}, ${R(rs2)}, ${RH(rs2)});`);
-          stopCheck(i, next);
+          access(TLB_STORE, rs1, imm, 8, i, `W.setInt32(o, ${R(rs2)}, true); W.setInt32(o + 4, ${RH(rs2)}, true);`,
+            `h.storePair(${eaExact(rs1, imm)}, ${R(rs2)}, ${RH(rs2)});`, next);
           break;
         case Op.ADDI:
-          if (rd !== 0) body.push(`H.add64(xi, ${rd}, ${R(rs1)}, ${RH(rs1)}, ${imm}, ${imm >> 31});`);
+          if (rd === 0) break;
+          if (rs1 === 0) setConst(rd, imm);
+          else if (imm === 0) body.push(`xi[${2 * rd}] = ${R(rs1)}; xi[${2 * rd + 1}] = ${RH(rs1)};`);
+          else body.push(`{ const s = (${R(rs1)} >>> 0) + ${imm >>> 0}; xi[${2 * rd + 1}] = (${RH(rs1)} + ${imm >> 31} + (s > 4294967295 ? 1 : 0)) | 0; xi[${2 * rd}] = s | 0; }`);
           break;
         case Op.ADD:
-          if (rd !== 0) body.push(`H.add64(xi, ${rd}, ${R(rs1)}, ${RH(rs1)}, ${R(rs2)}, ${RH(rs2)});`);
+          if (rd === 0) break;
+          body.push(`{ const s = (${R(rs1)} >>> 0) + (${R(rs2)} >>> 0), hh = (${RH(rs1)} + ${RH(rs2)} + (s > 4294967295 ? 1 : 0)) | 0; xi[${2 * rd}] = s | 0; xi[${2 * rd + 1}] = hh; }`);
           break;
         case Op.SUB:
-          if (rd !== 0) body.push(`H.sub64(xi, ${rd}, ${rs1}, ${rs2});`);
+          if (rd === 0) break;
+          body.push(`{ const s = (${R(rs1)} >>> 0) - (${R(rs2)} >>> 0), hh = (${RH(rs1)} - ${RH(rs2)} - (s < 0 ? 1 : 0)) | 0; xi[${2 * rd}] = s | 0; xi[${2 * rd + 1}] = hh; }`);
           break;
         case Op.SLTI:
           set32(rd, `H.lt64v(${RH(rs1)}, ${R(rs1)}, ${imm >> 31}, ${imm}) ? 1 : 0`);
@@ -346,13 +378,22 @@ return function unit(h, xi, budget) {
           break;
         }
         case Op.SLLI:
-          if (rd !== 0) body.push(`H.sll64(xi, ${rd}, ${rs1}, ${imm});`);
+          if (rd === 0) break;
+          if (imm === 0) body.push(`xi[${2 * rd}] = ${R(rs1)}; xi[${2 * rd + 1}] = ${RH(rs1)};`);
+          else if (imm < 32) body.push(`{ const l = ${R(rs1)}; xi[${2 * rd + 1}] = (${RH(rs1)} << ${imm}) | (l >>> ${32 - imm}); xi[${2 * rd}] = l << ${imm}; }`);
+          else body.push(`xi[${2 * rd + 1}] = ${R(rs1)} << ${imm - 32}; xi[${2 * rd}] = 0;`);
           break;
         case Op.SRLI:
-          if (rd !== 0) body.push(`H.srl64(xi, ${rd}, ${rs1}, ${imm});`);
+          if (rd === 0) break;
+          if (imm === 0) body.push(`xi[${2 * rd}] = ${R(rs1)}; xi[${2 * rd + 1}] = ${RH(rs1)};`);
+          else if (imm < 32) body.push(`{ const hh = ${RH(rs1)}; xi[${2 * rd}] = (${R(rs1)} >>> ${imm}) | (hh << ${32 - imm}); xi[${2 * rd + 1}] = hh >>> ${imm}; }`);
+          else body.push(`xi[${2 * rd}] = ${RH(rs1)} >>> ${imm - 32}; xi[${2 * rd + 1}] = 0;`);
           break;
         case Op.SRAI:
-          if (rd !== 0) body.push(`H.sra64(xi, ${rd}, ${rs1}, ${imm});`);
+          if (rd === 0) break;
+          if (imm === 0) body.push(`xi[${2 * rd}] = ${R(rs1)}; xi[${2 * rd + 1}] = ${RH(rs1)};`);
+          else if (imm < 32) body.push(`{ const hh = ${RH(rs1)}; xi[${2 * rd}] = (${R(rs1)} >>> ${imm}) | (hh << ${32 - imm}); xi[${2 * rd + 1}] = hh >> ${imm}; }`);
+          else body.push(`{ const hh = ${RH(rs1)}; xi[${2 * rd}] = hh >> ${imm - 32}; xi[${2 * rd + 1}] = hh >> 31; }`);
           break;
         case Op.SLL:
           if (rd !== 0) body.push(`H.sll64(xi, ${rd}, ${rs1}, ${R(rs2)} & 63);`);
@@ -393,6 +434,20 @@ return function unit(h, xi, budget) {
         case Op.MULW:
           set32(rd, `Math.imul(${R(rs1)}, ${R(rs2)})`);
           break;
+        case Op.FLD:
+        case Op.FLW: {
+          const dbl = I.op === Op.FLD;
+          const write = `FI[${2 * rd}] = W.getInt32(o, true); FI[${2 * rd + 1}] = ${dbl ? 'W.getInt32(o + 4, true)' : '-1'}; h.mstatus |= ${MS.FS};`;
+          access(TLB_LOAD, rs1, imm, dbl ? 8 : 4, i, write, `h.fpOp(I[${offset + i}]);`, next, true);
+          break;
+        }
+        case Op.FSD:
+        case Op.FSW: {
+          const dbl = I.op === Op.FSD;
+          const set = `W.setInt32(o, FI[${2 * rs2}], true);${dbl ? ` W.setInt32(o + 4, FI[${2 * rs2 + 1}], true);` : ''}`;
+          access(TLB_STORE, rs1, imm, dbl ? 8 : 4, i, set, `h.fpOp(I[${offset + i}]);`, next, true);
+          break;
+        }
         case Op.FENCE:
           break;
         default:
