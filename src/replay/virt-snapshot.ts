@@ -98,15 +98,26 @@ function saveRam(block: RamBlock): RamImage {
   return { name: block.name, base: block.base, sizeBytes: bytes.length, pages, data };
 }
 
+/**
+ * Writes the image back. Pages the image leaves out must be zero: they are compared first and
+ * cleared only when they are not, so RAM the guest never touched stays untouched (a blanket fill
+ * would make the host commit every page of a fresh machine's RAM).
+ */
 function restoreRam(block: RamBlock, image: RamImage): void {
   const bytes = block.bytes;
   const page = RAM_IMAGE_PAGE_BYTES;
-  bytes.fill(0);
-  image.pages.forEach((index, i) => {
-    const start = index * page;
-    const length = Math.min(bytes.length, start + page) - start;
-    bytes.set(image.data.subarray(i * page, i * page + length), start);
-  });
+  const host = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  let next = 0; // index into image.pages (ascending, checked by ramImageFits)
+  for (let offset = 0, index = 0; offset < bytes.length; offset += page, index++) {
+    const end = Math.min(bytes.length, offset + page);
+    if (image.pages[next] === index) {
+      bytes.set(image.data.subarray(next * page, next * page + (end - offset)), offset);
+      next++;
+    } else if (host.compare(ZERO_PAGE, 0, end - offset, offset, end) !== 0) {
+      bytes.fill(0, offset, end);
+    }
+  }
+  assert(next === image.pages.length, 'every page of the RAM image was written');
 }
 
 /** A RAM image that fits `block`: pages in range, ascending, and the data to go with them. */

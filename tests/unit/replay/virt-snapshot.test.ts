@@ -1,7 +1,9 @@
+import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, test } from 'vitest';
 import type { RiscvCpu } from '../../../src/engine/targets/riscv/cpu.js';
 import { RiscvHart } from '../../../src/engine/targets/riscv/hart.js';
 import { hartFieldClass } from '../../../src/engine/targets/riscv/hart-state.js';
+import { type VirtRun, type VirtRunSpec, buildVirtRun } from '../../../src/replay/virt-run.js';
 import { type SnapshotPart, NotQuiescentError, SnapshotFormatError, type VirtSnapshot, createVirtSnapshotter } from '../../../src/replay/virt-snapshot.js';
 import { MainLoop } from '../../../src/engine/main-loop.js';
 import { ConsoleCapture } from '../../../src/engine/hw/virt/console-script.js';
@@ -213,4 +215,55 @@ describe('virt snapshots of the demo guest', () => {
     expect(bytes).toBeGreaterThan(4096);
     expect(bytes).toBeLessThan(4 * 1024 * 1024);
   });
+});
+
+const OPENSBI = '/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin';
+const UBOOT = '/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin';
+const haveFirmware = existsSync(OPENSBI) && existsSync(UBOOT);
+
+describe.skipIf(!haveFirmware)(`virt snapshots of OpenSBI + U-Boot${haveFirmware ? '' : ' (skipped: Debian opensbi and u-boot-qemu not installed)'}`, () => {
+  test('a snapshot in the middle of the firmware boot continues exactly, in the same and a fresh machine', () => {
+    const spec: VirtRunSpec = { memoryBytes: 128 * 1024 * 1024, bios: OPENSBI, kernel: UBOOT, append: null, drives: [], icountShift: 0, seed: 0, policy: 'fifo' };
+    const build = () => {
+      const capture = new ConsoleCapture();
+      const run = buildVirtRun(spec, capture);
+      runs.push(run);
+      return { run, capture, snap: run.snapshotter ?? createVirtSnapshotter(run.loop, run.machine, []) };
+    };
+    const runs: VirtRun[] = [];
+    const forward = (m: ReturnType<typeof build>, icount: number) => {
+      m.run.loop.runUntil(() => m.run.loop.cpu!.icount >= icount, { maxTasks: 1_000_000 });
+      return { digest: m.run.loop.trace.digestHex(), events: m.run.loop.trace.eventCount, icount: m.run.loop.cpu!.icount, nowNs: m.run.loop.nowNs, hart: (m.run.loop.cpu as RiscvCpu).hart.stateDigest(), devices: m.run.machine.deviceStateDigest() };
+    };
+    try {
+      const a = build();
+      forward(a, 20_000_000);
+      expect(a.snap.notQuiescent()).toBeNull();
+      let t = performance.now();
+      const saved = a.snap.save();
+      const saveMs = performance.now() - t;
+      const packed = packr.pack(saved);
+      const mark = a.capture.text.length;
+      const target = a.run.loop.cpu!.icount + 5_000_000;
+      const first = forward(a, target);
+      const firstOutput = a.capture.text.slice(mark);
+      expect(firstOutput.length).toBeGreaterThan(0);
+      t = performance.now();
+      const unpacked: unknown = packr.unpack(packed);
+      const unpackMs = performance.now() - t;
+      t = performance.now();
+      a.snap.restore(unpacked);
+      const restoreMs = performance.now() - t;
+      const mark2 = a.capture.text.length;
+      expect(forward(a, target)).toEqual(first);
+      expect(a.capture.text.slice(mark2)).toBe(firstOutput);
+      const b = build();
+      b.snap.restore(packr.unpack(packed));
+      expect(forward(b, target)).toEqual(first);
+      expect(b.capture.text).toBe(firstOutput);
+      console.log(`OpenSBI + U-Boot snapshot at ${(saved as VirtSnapshot).harts[0]!.numbers['icount']} instructions (128 MiB RAM): ${packed.length} bytes msgpack, save ${saveMs.toFixed(1)} ms, unpack ${unpackMs.toFixed(1)} ms, restore ${restoreMs.toFixed(1)} ms`);
+    } finally {
+      for (const run of runs) run.close();
+    }
+  }, 120_000);
 });
