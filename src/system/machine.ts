@@ -50,6 +50,20 @@ function underRecordReplay(icount: string | null): boolean {
 }
 
 /**
+ * Each -drive's id: its own, or QEMU's default (drive_new): the interface name and the unit
+ * number within that interface, `none0`, `virtio0`, `none1`...
+ */
+function defaultDriveIds(drives: readonly Readonly<Record<string, unknown>>[]): string[] {
+  const units = new Map<string, number>();
+  return drives.map((drive) => {
+    const iface = str(drive['if']) ?? 'none';
+    const unit = units.get(iface) ?? 0;
+    units.set(iface, unit + 1);
+    return str(drive['id']) ?? `${iface}${unit}`;
+  });
+}
+
+/**
  * A device's `iothread=ID` names an `-object iothread`. QEMU resolves the link, then
  * virtio-blk-device on virtio-mmio refuses it: the transport has no ioeventfd under TCG.
  */
@@ -72,13 +86,18 @@ function checkIothread(vm: Vm, device: Readonly<Record<string, unknown>>): void 
  * Other device models are refused as QEMU refuses unknown ones.
  */
 function openDrives(vm: Vm): VirtDriveConfig[] {
+  const driveIds = defaultDriveIds(vm.config.drives);
   const used = new Map<string, { id?: string; serial?: string; qdev: string }>();
   // qdev paths of devices without an id, numbered in creation order (query-block's `qdev`).
   let anonymous = 0;
-  // QEMU creates the devices of if=virtio drives while it opens the drives, before any -device
-  // (a virtio-blk proxy whose backend is the child 'virtio-backend').
+  // The devices of if=virtio drives are listed first here. QEMU's drive_new appends their
+  // -device entries after the command line's, so their anonymous numbers (and paths: a
+  // virtio-blk proxy whose backend is the child 'virtio-backend') come after every -device.
+  const virtioDrives: string[] = [];
   vm.config.drives.forEach((drive, index) => {
-    if (str(drive['if']) === 'virtio') used.set(str(drive['id']) ?? `drive${index}`, { qdev: `/machine/peripheral-anon/device[${anonymous++}]/virtio-backend` });
+    if (str(drive['if']) !== 'virtio') return;
+    used.set(driveIds[index]!, { qdev: '' });
+    virtioDrives.push(driveIds[index]!);
   });
   for (const device of vm.config.devices) {
     const driver = str(device['driver']) ?? '';
@@ -88,10 +107,14 @@ function openDrives(vm: Vm): VirtDriveConfig[] {
     const id = str(device['id']);
     used.set(drive, { id, serial: str(device['serial']), qdev: id ?? `/machine/peripheral-anon/device[${anonymous++}]` });
   }
+  for (const drive of virtioDrives) {
+    const entry = used.get(drive);
+    if (entry !== undefined && entry.qdev === '') entry.qdev = `/machine/peripheral-anon/device[${anonymous++}]/virtio-backend`;
+  }
   const backends = new Map<string, BlockBackend>();
   const forceSnapshot = vm.config.snapshot || underRecordReplay(vm.config.icount);
   vm.config.drives.forEach((drive, index) => {
-    const id = str(drive['id']) ?? `drive${index}`;
+    const id = driveIds[index]!;
     const file = str(drive['file']);
     const describe = Object.entries(drive).map(([k, v]) => `${k}=${String(v)}`).join(',');
     if (file === undefined) throw new UsageError(`-drive ${describe}: Parameter 'file' is missing`);

@@ -39,6 +39,10 @@ const CASES: Record<string, Case> = {
     args: () => ['-drive', `file=${img('d.raw')},format=raw,if=virtio,id=v`],
     steps: [{ cmd: 'query-block' }],
   },
+  'drives without an id get QEMU\'s default names (none0, virtio0, none1)': {
+    args: () => ['-drive', `file=${img('d.raw')},format=raw,if=none`, '-drive', `file=${img('e.raw')},format=raw,if=virtio`, '-drive', `file=${img('base.qcow2')},format=qcow2,if=none,readonly=on`, '-device', 'virtio-blk-device,drive=none1'],
+    steps: [{ cmd: 'query-block' }],
+  },
   'qcow2 overlay with a backing chain and a dirty bitmap': {
     args: () => ['-drive', `file=${img('top.qcow2')},format=qcow2,if=none,id=d3`, '-device', 'virtio-blk-device,drive=d3', '-blockdev', 'driver=null-co,node-name=spare'],
     steps: [{ cmd: 'block-dirty-bitmap-add', args: { node: 'd3', name: 'b0', granularity: 131072 } }, { cmd: 'query-block' }],
@@ -57,6 +61,7 @@ describe.skipIf(!have)(`query-block: tsqemu vs qemu-system-riscv64 (${have ? 'bo
       if (r.status !== 0) throw new Error(r.stderr);
     };
     run('create', '-f', 'raw', img('d.raw'), '1M');
+    run('create', '-f', 'raw', img('e.raw'), '2M');
     run('create', '-f', 'qcow2', img('base.qcow2'), '1M');
     run('create', '-f', 'qcow2', '-b', img('base.qcow2'), '-F', 'qcow2', img('top.qcow2'));
   });
