@@ -68,8 +68,9 @@ export class RiscvJit {
   /** Pcs that cannot start a block (first instruction not translatable). */
   private readonly rejected = new Set<number>();
 
-  constructor(threshold = JIT_HOT_THRESHOLD) {
-    this.cache = new JumpCache<RvBlock>(14, threshold);
+  /** `cacheBits`: log2 of the jump cache's slots (tests that flush per program use a small one). */
+  constructor(threshold = JIT_HOT_THRESHOLD, cacheBits = 14) {
+    this.cache = new JumpCache<RvBlock>(cacheBits, threshold);
   }
 
   /** Everything translated is stale (fence.i, satp, sfence.vma, PMP, a write to a code page). */
