@@ -197,14 +197,19 @@ const OPTIONS: Readonly<Record<string, OptionDef>> = {
   icount: { arg: ARG, apply: (c, v) => (c.icount = v) },
   qtest: { arg: ARG, apply: (c, v) => (c.qtest = v) },
   'qtest-log': { arg: ARG, apply: (c, v) => (c.qtestLog = v) },
-  s: { arg: FLAG, apply: (c) => (c.gdb = 'tcp::1234') },
-  gdb: { arg: ARG, apply: (c, v) => (c.gdb = v) },
+  // No gdb stub yet: refusing beats accepting an option that would silently do nothing.
+  s: { arg: FLAG, apply: () => noGdbStub('-s') },
+  gdb: { arg: ARG, apply: () => noGdbStub('-gdb') },
   snapshot: { arg: FLAG, apply: (c) => (c.snapshot = true) },
   'allow-path': { arg: ARG, apply: (c, v) => c.allowPaths.push(v) },
   name: { arg: ARG, apply: () => undefined },
   'no-reboot': { arg: FLAG, apply: () => undefined },
   'no-shutdown': { arg: FLAG, apply: () => undefined },
 };
+
+function noGdbStub(option: string): never {
+  throw new UsageError(`${option}: tsqemu has no gdb stub yet (use tsqemu-replay seek or -replay-qmp to inspect a run)`);
+}
 
 function setMachine(c: Mutable<VmConfig>, value: string): void {
   const opts = Object.fromEntries(splitOptions(value, 'type'));

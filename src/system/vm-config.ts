@@ -2,7 +2,7 @@ import type { ObjectSpec } from './objects-cli.js';
 
 /**
  * A VM as the command line (or an in-process caller) describes it. `src/system` turns it into a
- * running VM; options that belong to other subsystems (firmware, kernel, qtest, replay, gdb) are
+ * running VM; options that belong to other subsystems (firmware, kernel, qtest, replay) are
  * carried here, typed, for whoever implements them.
  */
 
@@ -71,8 +71,6 @@ export interface VmConfig {
   readonly icount: string | null;
   readonly qtest: string | null;
   readonly qtestLog: string | null;
-  /** `-gdb DEV` (`-s` is `-gdb tcp::1234`). */
-  readonly gdb: string | null;
   /** `--allow-path DIR`: every file QMP or the command line opens must lie inside one of these. */
   readonly allowPaths: readonly string[];
 }
@@ -112,7 +110,6 @@ export function defaultVmConfig(overrides: Partial<VmConfig> = {}): VmConfig {
     icount: null,
     qtest: null,
     qtestLog: null,
-    gdb: null,
     allowPaths: [],
     ...overrides,
   };

@@ -28,11 +28,15 @@ describe('command line', () => {
     expect(c.monitors).toEqual([{ name: 'qmp0', chardev: { backend: 'socket-unix', path: '/tmp/x.sock', server: true, wait: false } }]);
   });
 
+  it('refuses -s and -gdb with a clear message (there is no gdb stub yet)', () => {
+    expect(() => parseCommandLine(['-s'])).toThrow('-s: tsqemu has no gdb stub yet');
+    expect(() => parseCommandLine(['-gdb', 'tcp::1234'])).toThrow('-gdb: tsqemu has no gdb stub yet');
+  });
+
   it('accepts -chardev + -mon, tcp and stdio monitors, and hands other options through', () => {
-    const c = parseCommandLine(['--chardev', 'socket,id=m,host=127.0.0.1,port=4444,server=on,wait=off', '-mon', 'chardev=m,mode=control', '-qmp', 'stdio', '-kernel', 'k.elf', '-append', 'console=ttyS0', '-smp', '2', '-icount', 'shift=3', '-qtest', 'unix:/tmp/q', '-s', '-device', 'virtio-blk-device,drive=d0', '-accel', 'qtest', '-m', '64']);
+    const c = parseCommandLine(['--chardev', 'socket,id=m,host=127.0.0.1,port=4444,server=on,wait=off', '-mon', 'chardev=m,mode=control', '-qmp', 'stdio', '-kernel', 'k.elf', '-append', 'console=ttyS0', '-smp', '2', '-icount', 'shift=3', '-qtest', 'unix:/tmp/q', '-device', 'virtio-blk-device,drive=d0', '-accel', 'qtest', '-m', '64']);
     expect(c.monitors.map((m) => m.chardev.backend)).toEqual(['stdio', 'socket-tcp']);
     expect(c.kernel).toBe('k.elf');
-    expect(c.gdb).toBe('tcp::1234');
     expect(c.devices).toEqual([{ driver: 'virtio-blk-device', drive: 'd0' }]);
     expect(c.accel).toEqual(['qtest']);
     expect(c.memoryBytes).toBe(64 * 1024 * 1024);
