@@ -37,7 +37,8 @@ export interface HartJit {
   flush(): void;
 }
 
-const TLB_SIZE = 256;
+/** TLB slots per access kind (fetch, load, store); translated code indexes the same slots. */
+export const TLB_SIZE = 256;
 const PAGE = 4096;
 /** Largest |virtual address| handled on the number fast path (2^52: exact in a double). */
 const SAFE_VA = 2 ** 52;

@@ -1,7 +1,7 @@
 import { CodePages, JumpCache, type TranslatedBlock } from '../../tcg/jump-cache.js';
 import { MS } from './constants.js';
 import { type Insn, Op } from './decode.js';
-import { lt64v, ltu64v, type RiscvHart, sll64, sra64, srl64, TrapSignal } from './hart.js';
+import { lt64v, ltu64v, type RiscvHart, sll64, sra64, srl64, TLB_SIZE, TrapSignal } from './hart.js';
 
 /** A block's entry: runs from hart.pc, sets hart.pc / hart.icount itself; `budget` bounds self-loops. */
 export type BlockFn = (h: RiscvHart, xi: Int32Array, budget: number) => void;
@@ -36,10 +36,10 @@ const CONTROL_STOP = new Set<number>([
 
 const helpers = { sll64, srl64, sra64, lt64v, ltu64v, TRAP: TrapSignal.instance };
 const PAGE = 4096;
-/** First TLB slot of loads and of stores, and the slot mask (hart.ts: TLB_SIZE = 256 slots per kind). */
-const TLB_LOAD = 256;
-const TLB_STORE = 512;
-const TLB_MASK = 255;
+/** First TLB slot of loads and of stores, and the slot mask (the hart's layout: fetch, load, store). */
+const TLB_LOAD = TLB_SIZE;
+const TLB_STORE = 2 * TLB_SIZE;
+const TLB_MASK = TLB_SIZE - 1;
 
 /** Splits a pc-like number into (lo, hi) int32 constants of its XLEN register value. */
 function split(v: number, xlen: 32 | 64): [number, number] {
