@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // tsqemu-replay: record a virt session's external inputs, play it back, verify it, inspect logs.
 //   record [-o F] [--events] [--checkpoint N] -- TSQEMU-ARGS
-//   play F [--until ICOUNT] [--serial stdio|null] [--snapshots FILE] [--qmp SPEC]
+//   play F [--until ICOUNT] [--serial stdio|null] [--snapshots FILE] [--qmp SPEC] [--gdb tcp::PORT]
 //   verify F            (headless; exit 0 only if no divergence)
 //   seek F ICOUNT [--snapshots FILE]
 //   info F | dump F [--events] [--html F.html]
@@ -22,11 +22,16 @@ import { VIRT_HOST_SLICE_TASKS } from '../src/engine/hw/virt/virt-cli.js';
 import { parseIcountShift, parseSmp, resolveBios } from '../src/engine/hw/virt/virt-options.js';
 import { formatDump, formatHtmlTimeline, formatInfo } from '../src/replay/dump.js';
 import { type ParsedLog, ReplayLogError, checkCompatible, parseLog } from '../src/replay/log-format.js';
-import { Player, type PlayResult, SeekError, formatDivergence } from '../src/replay/player.js';
+import { Player, type PlayResult, SeekError, formatDivergence, formatPoint } from '../src/replay/player.js';
 import { SnapshotFileError, SnapshotFileWriter, type StoredSnapshot, readNearestSnapshot } from '../src/replay/snapshot-store.js';
 import { ReplayDriver } from '../src/system/replay-control.js';
 import { parseCharDevice } from '../src/system/options.js';
 import { connectQmpStdio, listenQmp } from '../src/engine/host/qmp-transport.js';
+import { listenGdb } from '../src/engine/host/gdb-transport.js';
+import { GdbSession } from '../src/gdbstub/session.js';
+import { ReplayGdbTarget } from '../src/replay/gdb-target.js';
+import { riscvHarts } from '../src/replay/virt-probes.js';
+import type { RiscvHart } from '../src/engine/targets/riscv/hart.js';
 import { MemorySink, Recorder } from '../src/replay/recorder.js';
 import { type VirtDriveSpec, type VirtRun, type VirtRunSpec, buildVirtRun, virtSpecDigest } from '../src/replay/virt-run.js';
 import { captureState } from '../src/replay/state.js';
@@ -149,6 +154,8 @@ export interface PlayLogOptions {
   startFrom?: StoredSnapshot;
   /** QMP control monitors (`--qmp SPEC`): play starts paused and is steered from them. */
   qmp?: readonly string[];
+  /** `--gdb tcp::PORT`: play stands at the start and a gdb client drives it (forwards and back). */
+  gdb?: string;
   logPath?: string;
 }
 
@@ -160,10 +167,16 @@ export async function playLog(log: ParsedLog, options: PlayLogOptions): Promise<
   const capture = new ConsoleCapture();
   if (options.echo !== undefined) capture.tee = options.echo;
   const run = buildVirtRun(spec, capture);
+  const harts = riscvHarts(run.loop);
   const warnings = checkCompatible(log.header, { machineDigest: virtSpecDigest(spec), disks: run.disks }).map((e) => e.message);
   try {
     const player = new Player(run, log, { until: options.until, checkEvents: options.checkEvents, ...(options.snapshotFile !== undefined ? { snapshotFile: options.snapshotFile } : {}) });
     if (options.startFrom !== undefined) player.restore(options.startFrom);
+    if (options.gdb !== undefined) {
+      const result = await playUnderGdb(player, harts, options.gdb);
+      options.inspect?.(run, player);
+      return { result, output: capture.text, warnings, until: options.until };
+    }
     if (options.qmp !== undefined && options.qmp.length > 0) {
       const result = await playUnderQmp(player, options.qmp, options.logPath ?? '');
       options.inspect?.(run, player);
@@ -214,6 +227,31 @@ async function playUnderQmp(player: Player, specs: readonly string[], logPath: s
   return driver.result ?? player.result(false);
 }
 
+/** `play --gdb tcp::PORT`: serves gdb until it detaches or kills the session. */
+async function playUnderGdb(player: Player, harts: readonly RiscvHart[], spec: string): Promise<PlayResult> {
+  const match = /^tcp:([^:]*):(\d+)$/.exec(spec);
+  if (match === null) throw new CliError(`--gdb ${spec}: expected tcp::PORT or tcp:HOST:PORT`);
+  if (harts.length === 0) throw new CliError('--gdb: this machine has no harts');
+  const target = new ReplayGdbTarget(player, harts);
+  let finish: () => void = () => undefined;
+  const over = new Promise<void>((resolve) => (finish = resolve));
+  let server: Server;
+  try {
+    server = await listenGdb(match[1] === '' ? '127.0.0.1' : match[1]!, Number(match[2]), () => new GdbSession(target, () => finish()));
+  } catch (error) {
+    throw new CliError(`--gdb ${spec}: ${(error as Error).message}`);
+  }
+  const address = server.address();
+  process.stderr.write(`${PROG}: waiting for gdb on port ${typeof address === 'object' && address !== null ? address.port : match[2]!} (target remote :PORT; reverse-stepi and reverse-continue work)\n`);
+  process.once('SIGINT', finish);
+  process.once('SIGTERM', finish);
+  await over;
+  server.close();
+  process.removeListener('SIGINT', finish);
+  process.removeListener('SIGTERM', finish);
+  return player.result(player.icount >= player.endIcount);
+}
+
 function summary(outcome: PlayOutcome, log: ParsedLog): string {
   const r = outcome.result;
   const match = outcome.until !== undefined ? `stopped at --until ${outcome.until}, digest ${r.finalTrace}` : r.recordedTrace === null ? 'no end record (log cut short)' : r.finalTrace === r.recordedTrace ? `final digest ${r.finalTrace} matches` : `final digest ${r.finalTrace} differs from ${r.recordedTrace}`;
@@ -227,6 +265,7 @@ interface PlayCliOptions {
   readonly checkEvents?: boolean;
   readonly snapshots?: string;
   readonly qmp?: readonly string[];
+  readonly gdb?: string;
 }
 
 async function play(path: string, o: PlayCliOptions): Promise<number> {
@@ -237,7 +276,7 @@ async function play(path: string, o: PlayCliOptions): Promise<number> {
   let snapshotCount = 0;
   let outcome: PlayOutcome;
   try {
-    outcome = await playLog(log, { until: o.until, echo, checkEvents: o.checkEvents ?? true, snapshotFile: writer, qmp: o.qmp, logPath: path, inspect: (_run, player) => (snapshotCount = player.snapshots.snapshots.length) });
+    outcome = await playLog(log, { until: o.until, echo, checkEvents: o.checkEvents ?? true, snapshotFile: writer, qmp: o.qmp, gdb: o.gdb, logPath: path, inspect: (_run, player) => (snapshotCount = player.snapshots.snapshots.length) });
   } finally {
     writer?.close();
   }
@@ -248,8 +287,12 @@ async function play(path: string, o: PlayCliOptions): Promise<number> {
     return 1;
   }
   const snaps = writer !== undefined ? `; snapshots in ${o.snapshots!} (${snapshotCount} kept in memory)` : '';
-  process.stderr.write(`${PROG}: ${o.verify ? 'verified' : 'played'} ${path}: ${summary(outcome, log)}${snaps}\n`);
-  return outcome.result.reachedEnd || o.qmp !== undefined ? 0 : 1;
+  if ((o.gdb !== undefined || o.qmp !== undefined) && !outcome.result.reachedEnd) {
+    process.stderr.write(`${PROG}: ${o.gdb !== undefined ? 'gdb' : 'the control monitor'} left play at icount ${outcome.result.point.icount} (${formatPoint(outcome.result.point)}), ${log.sizeBytes} log bytes${snaps}\n`);
+  } else {
+    process.stderr.write(`${PROG}: ${o.verify ? 'verified' : 'played'} ${path}: ${summary(outcome, log)}${snaps}\n`);
+  }
+  return outcome.result.reachedEnd || o.qmp !== undefined || o.gdb !== undefined ? 0 : 1;
 }
 
 /** fixtures/demo, found from this file in tools/ or dist/tools/. */
@@ -351,9 +394,10 @@ async function main(): Promise<number> {
           .option('serial', { choices: ['stdio', 'null'] as const, default: 'stdio' as const })
           .option('events', { type: 'boolean', default: true, describe: 'check logged events as extra checkpoints (--no-events skips them)' })
           .option('snapshots', { type: 'string', describe: 'write the snapshots play takes to this file (for seek --snapshots)' })
+          .option('gdb', { type: 'string', describe: 'serve gdb on tcp::PORT: step, continue, breakpoints, reverse-stepi, reverse-continue over the recording' })
           .option('qmp', { type: 'string', array: true, describe: 'QMP control monitor (unix:PATH,server=on,wait=off | tcp:... | stdio): play starts paused; replay-break, replay-seek, cont, quit' }),
       async (a) => {
-        code = await play(a.log, { until: a.until, serial: a.serial, verify: false, checkEvents: a.events, snapshots: a.snapshots, qmp: a.qmp });
+        code = await play(a.log, { until: a.until, serial: a.serial, verify: false, checkEvents: a.events, snapshots: a.snapshots, qmp: a.qmp, gdb: a.gdb });
       },
     )
     .command(

@@ -47,7 +47,7 @@ function usage(): string {
     '  -replay-qmp SPEC         with -icount rr=replay: a QMP monitor that steers play (replay-break,',
     '                           replay-seek, query-replay, stop, cont); same SPEC forms as -qmp',
     '  -display none, -nographic, -nodefaults, -bios, -kernel, -append, -initrd, -device,',
-    '  -serial, -smp, -rtc, -icount, -qtest, -qtest-log are accepted (-s/-gdb: no gdb stub yet)',
+    '  -serial, -smp, -rtc, -icount, -qtest, -qtest-log are accepted (-s/-gdb: use tsqemu-replay play --gdb)',
   ].join('\n');
 }
 

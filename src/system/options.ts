@@ -197,7 +197,7 @@ const OPTIONS: Readonly<Record<string, OptionDef>> = {
   icount: { arg: ARG, apply: (c, v) => (c.icount = v) },
   qtest: { arg: ARG, apply: (c, v) => (c.qtest = v) },
   'qtest-log': { arg: ARG, apply: (c, v) => (c.qtestLog = v) },
-  // No gdb stub yet: refusing beats accepting an option that would silently do nothing.
+  // No live gdb stub (tsqemu-replay play --gdb debugs recordings): refusing beats accepting an option that would silently do nothing.
   s: { arg: FLAG, apply: () => noGdbStub('-s') },
   gdb: { arg: ARG, apply: () => noGdbStub('-gdb') },
   snapshot: { arg: FLAG, apply: (c) => (c.snapshot = true) },
@@ -208,7 +208,7 @@ const OPTIONS: Readonly<Record<string, OptionDef>> = {
 };
 
 function noGdbStub(option: string): never {
-  throw new UsageError(`${option}: tsqemu has no gdb stub yet (use tsqemu-replay seek or -replay-qmp to inspect a run)`);
+  throw new UsageError(`${option}: tsqemu has no live gdb stub yet; record the run and debug the recording with tsqemu-replay play LOG --gdb tcp::PORT (reverse execution included)`);
 }
 
 function setMachine(c: Mutable<VmConfig>, value: string): void {

@@ -29,8 +29,8 @@ describe('command line', () => {
   });
 
   it('refuses -s and -gdb with a clear message (there is no gdb stub yet)', () => {
-    expect(() => parseCommandLine(['-s'])).toThrow('-s: tsqemu has no gdb stub yet');
-    expect(() => parseCommandLine(['-gdb', 'tcp::1234'])).toThrow('-gdb: tsqemu has no gdb stub yet');
+    expect(() => parseCommandLine(['-s'])).toThrow('-s: tsqemu has no live gdb stub yet');
+    expect(() => parseCommandLine(['-gdb', 'tcp::1234'])).toThrow('-gdb: tsqemu has no live gdb stub yet');
   });
 
   it('accepts -chardev + -mon, tcp and stdio monitors, and hands other options through', () => {
