@@ -14,7 +14,15 @@ const DATA_OFF = 0x10000;
 /** Bytes a program can occupy (24 body instructions + 3), rounded up. */
 const CODE_BYTES = 0x200;
 const numRuns = Number(process.env.RISCV_JIT_RUNS ?? 1500);
-const params = { numRuns, ...fcReplayParams() };
+/**
+ * Large runs (npm run jit-soak) are split into chunks of their own `it`, each with the next seed:
+ * one synchronous property run of minutes would starve vitest's worker RPC. A failing chunk's
+ * seed and path reproduce it with RISCV_JIT_RUNS at most one chunk.
+ */
+const CHUNK_RUNS = 10_000;
+const chunks = Math.ceil(numRuns / CHUNK_RUNS);
+const replay = fcReplayParams();
+const baseSeed = replay.seed ?? fc.readConfigureGlobal().seed;
 
 const r = (rd: number, f3: number, rs1: number, rs2: number, f7: number, op: number): number =>
   ((f7 << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op) >>> 0;
@@ -78,52 +86,58 @@ function machine(jit: boolean): { hart: RiscvHart; ram: Uint8Array; jitter: Risc
 describe('RISC-V JIT vs interpreter (property)', () => {
   const a = machine(false);
   const b = machine(true);
-  let blocks = 0;
-  it(`identical state and instret on ${numRuns} random blocks`, () => {
-    fc.assert(
-      fc.property(
-        fc.array(insnArb, { minLength: 1, maxLength: 24 }),
-        fc.array(fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }), { minLength: 21, maxLength: 21 }),
-        fc.integer({ min: 1, max: 40 }),
-        fc.integer({ min: 1, max: 3000 }),
-        fc.uint8Array({ minLength: 64, maxLength: 64 }),
-        (body, regs, loops, budget, seedBytes) => {
-          const code = program(body);
-          for (const m of [a, b]) {
-            // Only the code (at most 27 instructions) and the data window are ever touched.
-            m.ram.fill(0, 0, CODE_BYTES);
-            new Uint8Array(m.ram.buffer, 0, code.byteLength).set(new Uint8Array(code.buffer));
-            for (let k = 0; k < 0x1000; k++) m.ram[DATA_OFF + k] = seedBytes[k % 64]! ^ (k * 7);
-            m.hart.reset();
-            m.jitter?.flush();
-            m.hart.codeEpoch++;
-            for (let k = 1; k <= 20; k++) m.hart.x[k] = regs[k]!;
-            m.hart.x[21] = BigInt(loops);
-            m.hart.x[BASE] = BigInt(RAM_BASE + DATA_OFF);
-          }
-          // Run in a few slices so blocks meet budgets smaller than themselves.
-          for (let left = budget; left > 0; ) {
-            const slice = Math.min(left, 1 + ((left * 7919) % 97));
-            a.hart.run(slice);
-            b.hart.run(slice);
-            left -= slice;
-          }
-          blocks++;
-          // The digest covers registers, pc, icount and CSRs; the field-by-field expects (slow) run only
-          // on a mismatch, to say what differs.
-          const same = b.hart.stateDigest() === a.hart.stateDigest() && Buffer.compare(b.ram.subarray(DATA_OFF, DATA_OFF + 0x1000), a.ram.subarray(DATA_OFF, DATA_OFF + 0x1000)) === 0;
-          if (!same) {
-            expect(b.hart.icount).toBe(a.hart.icount);
-            expect(b.hart.getPc()).toBe(a.hart.getPc());
-            expect(Array.from(b.hart.xi)).toEqual(Array.from(a.hart.xi));
-            expect(Buffer.compare(b.ram.subarray(DATA_OFF, DATA_OFF + 0x1000), a.ram.subarray(DATA_OFF, DATA_OFF + 0x1000))).toBe(0);
-            expect(b.hart.stateDigest()).toBe(a.hart.stateDigest());
-          }
-        },
-      ),
-      params,
-    );
-    expect(blocks).toBeGreaterThanOrEqual(numRuns);
-    expect(b.jitter!.compiled).toBeGreaterThan(0);
-  });
+  for (let chunk = 0; chunk < chunks; chunk++) {
+    const runs = Math.min(CHUNK_RUNS, numRuns - chunk * CHUNK_RUNS);
+    const seed = baseSeed === undefined ? undefined : baseSeed + chunk;
+    it(`identical state and instret on ${runs} random blocks${chunks > 1 ? ` (chunk ${chunk + 1}/${chunks}, seed ${seed})` : ''}`, async () => {
+      // Let vitest's worker answer its RPCs between chunks (each chunk holds the thread ~10 s).
+      await new Promise((resolve) => setImmediate(resolve));
+      let blocks = 0;
+      fc.assert(
+        fc.property(
+          fc.array(insnArb, { minLength: 1, maxLength: 24 }),
+          fc.array(fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }), { minLength: 21, maxLength: 21 }),
+          fc.integer({ min: 1, max: 40 }),
+          fc.integer({ min: 1, max: 3000 }),
+          fc.uint8Array({ minLength: 64, maxLength: 64 }),
+          (body, regs, loops, budget, seedBytes) => {
+            const code = program(body);
+            for (const m of [a, b]) {
+              // Only the code (at most 27 instructions) and the data window are ever touched.
+              m.ram.fill(0, 0, CODE_BYTES);
+              new Uint8Array(m.ram.buffer, 0, code.byteLength).set(new Uint8Array(code.buffer));
+              for (let k = 0; k < 0x1000; k++) m.ram[DATA_OFF + k] = seedBytes[k % 64]! ^ (k * 7);
+              m.hart.reset();
+              m.jitter?.flush();
+              m.hart.codeEpoch++;
+              for (let k = 1; k <= 20; k++) m.hart.x[k] = regs[k]!;
+              m.hart.x[21] = BigInt(loops);
+              m.hart.x[BASE] = BigInt(RAM_BASE + DATA_OFF);
+            }
+            // Run in a few slices so blocks meet budgets smaller than themselves.
+            for (let left = budget; left > 0; ) {
+              const slice = Math.min(left, 1 + ((left * 7919) % 97));
+              a.hart.run(slice);
+              b.hart.run(slice);
+              left -= slice;
+            }
+            blocks++;
+            // The digest covers registers, pc, icount and CSRs; the field-by-field expects (slow) run only
+            // on a mismatch, to say what differs.
+            const same = b.hart.stateDigest() === a.hart.stateDigest() && Buffer.compare(b.ram.subarray(DATA_OFF, DATA_OFF + 0x1000), a.ram.subarray(DATA_OFF, DATA_OFF + 0x1000)) === 0;
+            if (!same) {
+              expect(b.hart.icount).toBe(a.hart.icount);
+              expect(b.hart.getPc()).toBe(a.hart.getPc());
+              expect(Array.from(b.hart.xi)).toEqual(Array.from(a.hart.xi));
+              expect(Buffer.compare(b.ram.subarray(DATA_OFF, DATA_OFF + 0x1000), a.ram.subarray(DATA_OFF, DATA_OFF + 0x1000))).toBe(0);
+              expect(b.hart.stateDigest()).toBe(a.hart.stateDigest());
+            }
+          },
+        ),
+        { numRuns: runs, ...(seed !== undefined ? { seed } : {}), ...(replay.path !== undefined ? { path: replay.path } : {}) },
+      );
+      expect(blocks).toBeGreaterThanOrEqual(runs);
+      expect(b.jitter!.compiled).toBeGreaterThan(0);
+    }, 300_000);
+  }
 });
