@@ -69,8 +69,6 @@ export interface PlayResult {
 }
 
 const LAST_INPUTS = 8;
-/** Bound on iterations spent finishing in-flight work before a restore. */
-const SETTLE_MAX_ITERATIONS = 100_000;
 const DEFAULT_MAX_ITERATIONS = 200_000_000;
 
 function samePoint(a: RunPoint, b: RunPoint): boolean {
@@ -105,8 +103,6 @@ export class Player implements InputSource {
   lastSnapshotRefusal: string | null = null;
   /** A checkpoint passed inside the CPU's slice: snapshot once the iteration returns. */
   private snapshotDue = false;
-  /** While the machine is run to a quiescent point before a restore: what it does is not checked. */
-  private settling = false;
   /** replay-break / seek: play pauses when the instruction count reaches this. */
   private breakIcount: number | null = null;
   /** Where play ends (the log's end or --until), as an instruction count; Infinity without a CPU. */
@@ -256,7 +252,6 @@ export class Player implements InputSource {
     const snapshotter = this.machine.snapshotter;
     if (snapshotter === undefined) throw new SeekError('this machine cannot restore snapshots');
     this.start();
-    this.settle(snapshotter);
     snapshotter.restore(materialize(snapshot));
     this.inputIndex = snapshot.position.inputIndex;
     this.checkpointIndex = snapshot.position.checkpointIndex;
@@ -268,29 +263,6 @@ export class Player implements InputSource {
     this.snapshotDue = false;
     this.snapshots.add(snapshot.point, snapshot.position, snapshot.state);
     this.nextSnapshotAt = snapshot.point.icount + this.snapshotInterval;
-  }
-
-  /**
-   * A restore replaces the whole machine, but work in flight (a disk request sleeping through its
-   * latency) holds state outside what a snapshot covers. Such work is finished first, with the CPU
-   * held and nothing checked against the log; whatever it changes, the restore then overwrites.
-   */
-  private settle(snapshotter: NonNullable<ReplayMachine['snapshotter']>): void {
-    const loop = this.machine.loop;
-    if (snapshotter.notQuiescent() === null) return;
-    const cpu = loop.cpu;
-    this.settling = true;
-    loop.cpu = null;
-    try {
-      for (let i = 0; i < SETTLE_MAX_ITERATIONS && snapshotter.notQuiescent() !== null; i++) {
-        if (!loop.iterate()) break;
-      }
-    } finally {
-      loop.cpu = cpu;
-      this.settling = false;
-    }
-    const why = snapshotter.notQuiescent();
-    if (why !== null) throw new SeekError(`cannot restore a snapshot now: ${why}`);
   }
 
   /** Takes a snapshot when one is due and the machine is quiescent (at checkpoints and at the start). */
@@ -428,7 +400,6 @@ export class Player implements InputSource {
   }
 
   private onDelivered(input: StampedInput): void {
-    if (this.settling) return;
     const recorded = this.inputs[input.seq];
     if (recorded === undefined) return;
     this.delivered.push(recorded);
@@ -440,7 +411,6 @@ export class Player implements InputSource {
   }
 
   private onEvent(event: TraceEvent, machineEvent = false): void {
-    if (this.settling) return;
     if (this.divergenceValue !== null || (!machineEvent && !this.filter(event))) return;
     const expected = this.eventRecords[this.eventIndex];
     const now: RunPoint = { step: this.machine.loop.steps, icount: this.machine.loop.cpu?.icount ?? 0, ns: event.ns };
