@@ -26,7 +26,7 @@ import { Player, type PlayResult, SeekError, formatDivergence, formatPoint } fro
 import { SnapshotFileError, SnapshotFileWriter, type StoredSnapshot, readNearestSnapshot } from '../src/replay/snapshot-store.js';
 import { ReplayDriver } from '../src/system/replay-control.js';
 import { parseCharDevice } from '../src/system/options.js';
-import { connectQmpStdio, listenQmp } from '../src/engine/host/qmp-transport.js';
+import { MonitorEndpointError, connectQmpMonitors } from '../src/system/monitor-endpoints.js';
 import { listenGdb } from '../src/engine/host/gdb-transport.js';
 import { GdbSession } from '../src/gdbstub/session.js';
 import { ReplayGdbTarget } from '../src/replay/gdb-target.js';
@@ -200,19 +200,13 @@ export async function playLog(log: ParsedLog, options: PlayLogOptions): Promise<
 async function playUnderQmp(player: Player, specs: readonly string[], logPath: string): Promise<PlayResult> {
   const driver = new ReplayDriver(player, logPath, specs.map((_, i) => `replay${i}`), true);
   const host = new HostLoop(driver, 64);
-  const servers: Server[] = [];
-  for (let i = 0; i < specs.length; i++) {
-    let chardev;
-    try {
-      chardev = parseCharDevice(specs[i]!);
-    } catch (error) {
-      throw new CliError(`--qmp ${specs[i]!}: ${(error as Error).message}`);
-    }
-    const server = driver.servers[i]!;
-    if (chardev.backend === 'socket-unix') servers.push(await listenQmp(driver.gate, server, { kind: 'unix', path: chardev.path }));
-    else if (chardev.backend === 'socket-tcp') servers.push(await listenQmp(driver.gate, server, { kind: 'tcp', host: chardev.host, port: chardev.port }));
-    else if (chardev.backend === 'stdio') connectQmpStdio(driver.gate, server, () => host.kick());
-    else throw new CliError(`--qmp ${specs[i]!}: chardev backend '${chardev.backend}' cannot carry QMP`);
+  let servers: Server[];
+  try {
+    const monitors = specs.map((spec, i) => ({ name: `replay${i}`, chardev: parseCharDevice(spec) }));
+    servers = await connectQmpMonitors(driver.gate, driver.servers, monitors, () => host.kick());
+  } catch (error) {
+    if (error instanceof MonitorEndpointError || error instanceof UsageError) throw new CliError(`--qmp: ${error.message}`);
+    throw error;
   }
   const stop = (): void => host.stop();
   process.once('SIGINT', stop);

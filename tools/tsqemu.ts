@@ -5,7 +5,6 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { HostLoop } from '../src/engine/host/host-loop.js';
-import { connectQmpStdio, listenQmp } from '../src/engine/host/qmp-transport.js';
 import { formatTraceEvent } from '../src/engine/trace.js';
 import { UsageError } from '../src/system/keyval.js';
 import { type MachineSession, startMachine } from '../src/system/machine.js';
@@ -21,10 +20,9 @@ import { formatDivergence } from '../src/replay/player.js';
 import { ReplayOptionError, type RrSession, parseRrOption, startRecordReplay } from '../src/replay/rr-option.js';
 import { REPLAY_SERVICE, RECORDING_REPLAY_CONTROL } from '../src/monitor/commands/replay.js';
 import { ReplayDriver } from '../src/system/replay-control.js';
+import { MonitorEndpointError, connectQmpMonitors } from '../src/system/monitor-endpoints.js';
 import { vmSnapshotParts } from '../src/system/vm-snapshot.js';
 import { createVirtSnapshotter } from '../src/replay/virt-snapshot.js';
-import type { QmpServer } from '../src/monitor/qmp-server.js';
-import type { InputGate } from '../src/engine/host/input-gate.js';
 
 const PROG = 'tsqemu';
 const VERSION = 'tsqemu version 0.1.0 (QEMU 7.2.0 compatible), Copyright (c) the tsqemu authors';
@@ -72,23 +70,14 @@ function startTrace(vm: Vm, file: string): () => void {
   };
 }
 
-/** Connects each QMP server to the host endpoint its spec names (sockets, stdio). */
-async function startMonitors(gate: InputGate, monitors: readonly QmpServer[], specs: VmConfig['monitors'], onStdioEnd: () => void): Promise<Server[]> {
-  const servers: Server[] = [];
-  for (let i = 0; i < specs.length; i++) {
-    const spec = specs[i]!;
-    const monitor = monitors[i]!;
-    const dev = spec.chardev;
-    try {
-      if (dev.backend === 'socket-unix') servers.push(await listenQmp(gate, monitor, { kind: 'unix', path: dev.path }));
-      else if (dev.backend === 'socket-tcp') servers.push(await listenQmp(gate, monitor, { kind: 'tcp', host: dev.host, port: dev.port }));
-      else if (dev.backend === 'stdio') connectQmpStdio(gate, monitor, onStdioEnd);
-      else fail(`monitor ${spec.name}: chardev backend '${dev.backend}' cannot carry QMP`);
-    } catch (error) {
-      fail(`-qmp: Failed to open ${dev.backend === 'socket-unix' ? dev.path : dev.backend}: ${(error as Error).message}`);
-    }
+/** The monitors' endpoints, or exit 1 with QEMU's message. */
+async function startMonitors(...args: Parameters<typeof connectQmpMonitors>): Promise<Server[]> {
+  try {
+    return await connectQmpMonitors(...args);
+  } catch (error) {
+    if (error instanceof MonitorEndpointError) fail(error.message);
+    throw error;
   }
-  return servers;
 }
 
 /**
